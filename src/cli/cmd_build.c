@@ -1,0 +1,16 @@
+/*
+ * cmd_build.c - alkfw build.
+ *
+ * LIMIT: this subcommand is not built yet; it reports so and exits with status 1.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+
+int cmd_build(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "alkfw build: not available in this build yet\n");
+    return CLI_EXIT_ERROR;
+}

@@ -1,0 +1,16 @@
+/*
+ * cmd_tokenize.c - alkfw tokenize.
+ *
+ * LIMIT: this subcommand is not built yet; it reports so and exits with status 1.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+
+int cmd_tokenize(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "alkfw tokenize: not available in this build yet\n");
+    return CLI_EXIT_ERROR;
+}

@@ -1,0 +1,100 @@
+/*
+ * main.c - alkfw, the command-line face of libalkfw: dispatch to a subcommand.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"screen", cmd_screen, "screen text and raise an alarm (exit 0 CLEAR, 3 SUSPICIOUS, 4 DANGEROUS)"},
+    {"document", cmd_document, "screen a long document window by window"},
+    {"build", cmd_build, "build a codebook from labeled JSONL"},
+    {"eval", cmd_eval, "measure a codebook on labeled JSONL"},
+    {"info", cmd_info, "print model and codebook metadata and whether they match"},
+    {"tokenize", cmd_tokenize, "print token ids (and byte offsets) of text"},
+    {"hidden", cmd_hidden, "dump hidden states of chosen layers to safetensors or JSON"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: alkfw <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'alkfw <command> --help' for the options of one command.\n");
+}
+
+int cli_fail(const char *command, const alkfw_error *err)
+{
+    fprintf(stderr, "alkfw %s: %s\n", command, err->message[0] ? err->message
+                                                                : alkfw_status_string(err->status));
+    return CLI_EXIT_ERROR;
+}
+
+const char *cli_default_model_dir(void)
+{
+    static char path[4096];
+    const char *home = getenv("ALKFW_HOME");
+    if (home != NULL && home[0] != '\0') {
+        snprintf(path, sizeof path, "%s/models/stories260k", home);
+        return path;
+    }
+
+    /* Look beside the executable: build trees put it in <root>/build.../src/cli/alkfw, an
+     * install puts models in <prefix>/share/alkfw. */
+    char exe[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        for (int up = 0; up < 5; up++) {
+            char *slash = strrchr(exe, '/');
+            if (slash == NULL)
+                break;
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/models/stories260k/config.json", exe);
+            if (access(path, R_OK) == 0) {
+                snprintf(path, sizeof path, "%s/models/stories260k", exe);
+                return path;
+            }
+            snprintf(path, sizeof path, "%s/share/alkfw/models/stories260k/config.json", exe);
+            if (access(path, R_OK) == 0) {
+                snprintf(path, sizeof path, "%s/share/alkfw/models/stories260k", exe);
+                return path;
+            }
+        }
+    }
+    snprintf(path, sizeof path, "models/stories260k");
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("alkfw %s\n", ALKFW_VERSION);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "alkfw: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}
