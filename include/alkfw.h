@@ -72,9 +72,105 @@ void alkfw_set_log(alkfw_log_fn fn, void *user);
 
 /* ==== section: tokenizer ==== */
 
+/* A Hugging Face tokenizer.json (byte-level BPE or SentencePiece-style BPE with byte
+ * fallback), loaded once and shared read-only between threads. */
+typedef struct alkfw_tokenizer alkfw_tokenizer;
+
+/* A byte span [start, end) of the caller's input. */
+typedef struct alkfw_span {
+    size_t start;
+    size_t end;
+} alkfw_span;
+
+typedef struct alkfw_encode_options {
+    int add_special_tokens; /* run the post-processor (e.g. add BOS); default 1 */
+    int plain_specials;     /* treat special-token text in the input as plain text; default 0 */
+} alkfw_encode_options;
+
+/* The result of encoding. spans[i] is the byte span of the input covered by ids[i]; tokens
+ * added by the post-processor (BOS) have an empty span at 0. */
+typedef struct alkfw_encoding {
+    size_t n_tokens;
+    int32_t *ids;
+    alkfw_span *spans;
+    size_t n_special_in_text; /* special-token strings matched in the input text */
+    size_t n_replaced;        /* invalid UTF-8 sequences decoded as U+FFFD */
+} alkfw_encoding;
+
+/* Sets the defaults documented on alkfw_encode_options. */
+void alkfw_encode_options_init(alkfw_encode_options *opts);
+
+alkfw_status alkfw_tokenizer_load(const char *path, alkfw_tokenizer **out, alkfw_error *err);
+/* Same, from a JSON text in memory (len bytes, need not be NUL-terminated). */
+alkfw_status alkfw_tokenizer_load_buffer(const char *json, size_t len, alkfw_tokenizer **out,
+                                         alkfw_error *err);
+void alkfw_tokenizer_free(alkfw_tokenizer *tok);
+
+/* Encodes len bytes of text (any bytes, need not be NUL-terminated; opts NULL = defaults).
+ * On success the caller owns out and releases it with alkfw_encoding_free. */
+alkfw_status alkfw_tokenizer_encode(const alkfw_tokenizer *tok, const char *text, size_t len,
+                                    const alkfw_encode_options *opts, alkfw_encoding *out,
+                                    alkfw_error *err);
+void alkfw_encoding_free(alkfw_encoding *enc);
+
+/* Decodes ids to a NUL-terminated UTF-8 string the caller frees with free(). */
+alkfw_status alkfw_tokenizer_decode(const alkfw_tokenizer *tok, const int32_t *ids, size_t n,
+                                    int skip_special_tokens, char **out, alkfw_error *err);
+
+/* The vocabulary size (largest id + 1, added tokens included). */
+size_t alkfw_tokenizer_vocab_size(const alkfw_tokenizer *tok);
+
 /* ==== end section: tokenizer ==== */
 
 /* ==== section: model ==== */
+
+/* A Llama-family detector model (Llama, Mistral, Qwen2) loaded from a Hugging Face
+ * directory (config.json + model.safetensors or a sharded index). Read-only after loading;
+ * one handle serves concurrent forwards from many threads. */
+typedef struct alkfw_model alkfw_model;
+
+typedef enum alkfw_backend {
+    ALKFW_BACKEND_AUTO = 0, /* the fastest built in: OpenBLAS when present, else portable C */
+    ALKFW_BACKEND_C,        /* portable C matrix products */
+    ALKFW_BACKEND_OPENBLAS, /* OpenBLAS sgemm; an error when not built in */
+    ALKFW_BACKEND_CUDA      /* an error when not built in */
+} alkfw_backend;
+
+typedef struct alkfw_model_options {
+    int n_threads;         /* threads for matrix products; 0 = the number of cores */
+    alkfw_backend backend; /* default ALKFW_BACKEND_AUTO */
+} alkfw_model_options;
+
+typedef struct alkfw_model_info {
+    const char *architecture; /* e.g. "LlamaForCausalLM" */
+    int hidden_size;
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int intermediate_size;
+    int vocab_size;
+    int max_positions;
+    double rope_theta;
+    double rms_norm_eps;
+    int tied_embeddings;
+} alkfw_model_info;
+
+void alkfw_model_options_init(alkfw_model_options *opts);
+
+alkfw_status alkfw_model_open(const char *dir, const alkfw_model_options *opts,
+                              alkfw_model **out, alkfw_error *err);
+void alkfw_model_free(alkfw_model *model);
+void alkfw_model_get_info(const alkfw_model *model, alkfw_model_info *out);
+
+/* Computes the hidden states at the given indices (Hugging Face output_hidden_states
+ * convention: 0 = embedding output, i = residual after block i, n_layers = after the final
+ * RMSNorm) for n_tokens ids at positions 0..n_tokens-1. Runs only as deep as the deepest
+ * index. out has room for n_indices * n_tokens * hidden_size floats, laid out
+ * [index][position][hidden] in the order indices are given. */
+alkfw_status alkfw_model_hidden(const alkfw_model *model, const int32_t *ids, size_t n_tokens,
+                                const int *indices, size_t n_indices, float *out,
+                                alkfw_error *err);
 
 /* ==== end section: model ==== */
 
