@@ -180,6 +180,112 @@ alkfw_status alkfw_model_hidden(const alkfw_model *model, const int32_t *ids, si
 
 /* ==== section: firewall ==== */
 
+/* A loaded firewall: detector model, its tokenizer and a codebook that belongs to the model.
+ * Read-only after opening; one handle serves concurrent alkfw_screen calls from many
+ * threads. */
+typedef struct alkfw_firewall alkfw_firewall;
+
+/* The alarm levels, in increasing severity. */
+typedef enum alkfw_level { ALKFW_CLEAR = 0, ALKFW_SUSPICIOUS = 1, ALKFW_DANGEROUS = 2 } alkfw_level;
+
+typedef struct alkfw_options {
+    int n_threads;               /* threads for the model's matrix products; 0 = all cores */
+    alkfw_backend backend;       /* default ALKFW_BACKEND_AUTO */
+    double threshold_suspicious; /* < 0 (default): the codebook's calibrated threshold */
+    double threshold_dangerous;  /* < 0 (default): the codebook's calibrated threshold */
+    int smoothing;               /* 1 (default): trailing mean of the features; 0: none */
+    int smoothing_window;        /* 0 (default): the codebook's window; else positions */
+    int last_token;              /* 1: score position T-1 alone; default 0 (every position) */
+    int plain_specials;          /* 1: special-token text in the input is plain text */
+    size_t max_tokens;           /* 0 (default): the model's max positions; longer inputs are
+                                    truncated and the alarm says so */
+    size_t max_spans;            /* the most spans an alarm lists; default 5 */
+} alkfw_options;
+
+/* One direction's signal in an alarm. The anomaly direction is always last. */
+typedef struct alkfw_direction_score {
+    char *name;          /* "injection", "jailbreak", ..., "anomaly" */
+    double mean;         /* m_d: mean over the scored positions of P_d(t) */
+    double max;          /* max over the scored positions of P_d(t) */
+    size_t max_position; /* token index of the max */
+    double weight;       /* alpha_d, the direction's weight in the score */
+} alkfw_direction_score;
+
+/* A run of consecutive tokens whose weighted probability alpha_d * P_d(t) for one direction
+ * is above the suspicious threshold: the byte span [start, end) of the input they cover. */
+typedef struct alkfw_alarm_span {
+    size_t start;
+    size_t end;
+    char *direction; /* the direction's name */
+    double p;        /* the highest P_d(t) inside the run */
+} alkfw_alarm_span;
+
+/* The outcome of one screen. Everything inside is owned by the alarm: release it with
+ * alkfw_alarm_free. Directions come in codebook order, the anomaly direction last; spans come
+ * sorted by p, highest first. */
+typedef struct alkfw_alarm {
+    alkfw_level level;
+    double score; /* max_d alpha_d * m_d, in [0, 1] */
+    double threshold_suspicious;
+    double threshold_dangerous;
+    size_t n_directions;
+    alkfw_direction_score *directions;
+    size_t n_spans;
+    alkfw_alarm_span *spans;
+    size_t n_tokens;         /* tokens screened (BOS included) */
+    size_t n_special_tokens; /* special-token strings found in the input text */
+    size_t n_replaced;       /* invalid UTF-8 sequences replaced by U+FFFD */
+    int truncated;           /* 1 when the input was cut to max_tokens */
+    char *model;             /* the detector's model id */
+    char *codebook;          /* the codebook's id (file name and sha256 prefix) */
+    double elapsed_ms;       /* wall time of the screen */
+} alkfw_alarm;
+
+/* Sets the defaults documented on alkfw_options. */
+void alkfw_options_init(alkfw_options *opts);
+
+/* Opens a firewall: the model in model_dir (config.json, weights, tokenizer.json) and the
+ * codebook file at codebook_path, checking that the codebook was built for this model (an
+ * ALKFW_ERR_MISMATCH error that says so otherwise). model_dir NULL means the embedded default
+ * detector (see alkfw_default_model_dir); codebook_path NULL means model_dir's
+ * codebook.safetensors. opts NULL means defaults. On success the caller owns *out and frees it
+ * with alkfw_firewall_free. Errors: those of the model, tokenizer and codebook loaders, each
+ * naming the file. */
+alkfw_status alkfw_firewall_open(const char *model_dir, const char *codebook_path,
+                                 const alkfw_options *opts, alkfw_firewall **out, alkfw_error *err);
+void alkfw_firewall_free(alkfw_firewall *fw);
+
+/* Screens len bytes of text (any bytes, need not be NUL-terminated) and fills *alarm, which
+ * the caller then releases with alkfw_alarm_free (also after an error: it is left empty).
+ * Safe to call from many threads on one firewall. Errors: ALKFW_ERR_ARGUMENT, the model's
+ * and tokenizer's errors, ALKFW_ERR_NOMEM. */
+alkfw_status alkfw_screen(const alkfw_firewall *fw, const char *text, size_t len,
+                          alkfw_alarm *alarm, alkfw_error *err);
+
+/* Releases what an alarm owns and empties it. alarm may be NULL. */
+void alkfw_alarm_free(alkfw_alarm *alarm);
+
+/* The alarm as a JSON object text (keys: level, score, thresholds, directions, spans, tokens,
+ * special_tokens, replaced, truncated, model, codebook, elapsed_ms). On success the caller
+ * frees *json with free(). Errors: ALKFW_ERR_NOMEM. */
+alkfw_status alkfw_alarm_to_json(const alkfw_alarm *alarm, char **json, alkfw_error *err);
+
+/* "CLEAR", "SUSPICIOUS" or "DANGEROUS" ("UNKNOWN" for an out-of-range value). */
+const char *alkfw_level_string(alkfw_level level);
+
+/* The firewall's model id, codebook id, and hidden-state layers it reads; for display. The
+ * strings belong to fw. */
+const char *alkfw_firewall_model_id(const alkfw_firewall *fw);
+const char *alkfw_firewall_codebook_id(const alkfw_firewall *fw);
+
+/* The directory of the embedded default detector (models/stories260k with its bundled
+ * codebook.safetensors): $ALKFW_HOME/models/stories260k when ALKFW_HOME is set, else the
+ * first of <dir>/models/stories260k and <dir>/share/alkfw/models/stories260k that exists for
+ * the directories above the running executable, else the configured install location.
+ * Writes a NUL-terminated path into buf (size bytes). Errors: ALKFW_ERR_LIMIT when it does
+ * not fit, ALKFW_ERR_IO when no candidate exists (buf then holds the last one tried). */
+alkfw_status alkfw_default_model_dir(char *buf, size_t size, alkfw_error *err);
+
 /* ==== end section: firewall ==== */
 
 #ifdef __cplusplus
