@@ -239,6 +239,14 @@ const char *alkfw_firewall_codebook_id(const alkfw_firewall *fw)
 /* Screening                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
+void firewall_thresholds(const alkfw_firewall *fw, double *suspicious, double *dangerous)
+{
+    *suspicious = fw->opts.threshold_suspicious >= 0 ? fw->opts.threshold_suspicious
+                                                     : fw->cb->threshold_suspicious;
+    *dangerous = fw->opts.threshold_dangerous >= 0 ? fw->opts.threshold_dangerous
+                                                   : fw->cb->threshold_dangerous;
+}
+
 /* The codebook's scoring options for the firewall's settings. */
 static void score_options(const alkfw_firewall *fw, codebook_score_options *so)
 {
@@ -356,12 +364,7 @@ alkfw_status alkfw_screen(const alkfw_firewall *fw, const char *text, size_t len
     if (n == 0) {
         /* nothing to screen (a tokenizer without BOS on empty text): a clear alarm */
         st = ALKFW_OK;
-        alarm->threshold_suspicious = fw->opts.threshold_suspicious >= 0
-                                          ? fw->opts.threshold_suspicious
-                                          : fw->cb->threshold_suspicious;
-        alarm->threshold_dangerous = fw->opts.threshold_dangerous >= 0
-                                         ? fw->opts.threshold_dangerous
-                                         : fw->cb->threshold_dangerous;
+        firewall_thresholds(fw, &alarm->threshold_suspicious, &alarm->threshold_dangerous);
     } else {
         codebook_result res;
         st = firewall_screen_window(fw, enc.ids, n, &res, err);

@@ -67,6 +67,10 @@ alkfw_status firewall_alarm_fill(const alkfw_firewall *fw, const codebook_result
                                  const alkfw_span *token_spans, alkfw_alarm *alarm,
                                  alkfw_error *err);
 
+/* The thresholds the firewall applies: the options' overrides where set, else the
+ * codebook's. This function can't fail. */
+void firewall_thresholds(const alkfw_firewall *fw, double *suspicious, double *dangerous);
+
 /* The level of a score by strict > against the thresholds. This function can't fail. */
 alkfw_level firewall_level(double score, double suspicious, double dangerous);
 
