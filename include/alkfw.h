@@ -120,6 +120,18 @@ alkfw_status alkfw_tokenizer_decode(const alkfw_tokenizer *tok, const int32_t *i
 /* The vocabulary size (largest id + 1, added tokens included). */
 size_t alkfw_tokenizer_vocab_size(const alkfw_tokenizer *tok);
 
+/* The id of a token given by its string (len bytes; added tokens first, then the model
+ * vocabulary), or -1 when no token has that string. Example: the BOS id of a Llama-style
+ * tokenizer is alkfw_tokenizer_token_id(tok, "<s>", 3). */
+int32_t alkfw_tokenizer_token_id(const alkfw_tokenizer *tok, const char *token, size_t len);
+
+/* The string of token id (len bytes in *len when len is not NULL; the storage belongs to the
+ * tokenizer and is NUL-terminated), or NULL when the id names no token. */
+const char *alkfw_tokenizer_token_string(const alkfw_tokenizer *tok, int32_t id, size_t *len);
+
+/* 1 when id is a special added token (<s>, <|im_start|>, ...), else 0. */
+int alkfw_tokenizer_is_special(const alkfw_tokenizer *tok, int32_t id);
+
 /* ==== end section: tokenizer ==== */
 
 /* ==== section: model ==== */
