@@ -189,13 +189,43 @@ static alkfw_status check_unsupported(const cJSON *root, const model_config *c, 
     return ALKFW_OK;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key given twice means different things to different JSON readers (Python keeps the last,
+ * cJSON finds the first), so it is rejected. Sorting keeps this O(n log n) on hostile input. */
+static alkfw_status check_duplicate_keys(const cJSON *root, alkfw_error *err)
+{
+    size_t n = (size_t)cJSON_GetArraySize(root);
+    if (n < 2)
+        return ALKFW_OK;
+    const char **keys = malloc(n * sizeof *keys);
+    if (keys == NULL)
+        return error_set(err, ALKFW_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    for (const cJSON *e = root->child; e != NULL && k < n; e = e->next)
+        keys[k++] = e->string;
+    qsort(keys, k, sizeof *keys, cmp_str);
+    alkfw_status st = ALKFW_OK;
+    for (size_t i = 1; i < k; i++) {
+        if (strcmp(keys[i - 1], keys[i]) == 0) {
+            st = error_set(err, ALKFW_ERR_FORMAT, "duplicate key %.64s", keys[i]);
+            break;
+        }
+    }
+    free(keys);
+    return st;
+}
+
 /* Reads every field of c from the parsed root object. */
 static alkfw_status parse_root(const cJSON *root, model_config *c, alkfw_error *err)
 {
     alkfw_status st;
     if (!cJSON_IsObject(root))
         return error_set(err, ALKFW_ERR_FORMAT, "not a JSON object");
-    if ((st = detect_arch(root, c, err)) != ALKFW_OK)
+    if ((st = check_duplicate_keys(root, err)) || (st = detect_arch(root, c, err)))
         return st;
 
     int def_max_pos = c->arch == MODEL_ARCH_LLAMA     ? 2048
