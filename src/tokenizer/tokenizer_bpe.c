@@ -15,6 +15,7 @@ void tokenizer_bpe_scratch_free(tokenizer_bpe_scratch *sc)
 {
     free(sc->sym);
     free(sc->heap);
+    free(sc->word);
     memset(sc, 0, sizeof *sc);
 }
 
@@ -237,8 +238,25 @@ alkfw_status tokenizer_bpe_word(const alkfw_tokenizer *tok, const tokenizer_piec
         return error_set(err, ALKFW_ERR_LIMIT, "tokenizer: a word of %zu bytes is too long", b - a);
 
     /* ignore_merges: a word that is itself a token is taken whole */
-    if (tok->ignore_merges && !p->bytelevel) {
-        int32_t id = tokenizer_strmap_get(&tok->vocab, p->buf.s + a, b - a);
+    if (tok->ignore_merges) {
+        const char *word = p->buf.s + a;
+        size_t wlen = b - a;
+        if (p->bytelevel) {
+            if (sc->word_cap < 2 * wlen) {
+                char *w = realloc(sc->word, 2 * wlen);
+                if (w == NULL)
+                    return error_set(err, ALKFW_ERR_NOMEM, "tokenizer: out of memory");
+                sc->word = w;
+                sc->word_cap = 2 * wlen;
+            }
+            size_t k = 0;
+            for (size_t i = a; i < b; i++)
+                k += tokenizer_utf8_encode(tokenizer_bytelevel_char((uint8_t)p->buf.s[i]),
+                                           sc->word + k);
+            word = sc->word;
+            wlen = k;
+        }
+        int32_t id = tokenizer_strmap_get(&tok->vocab, word, wlen);
         if (id >= 0) {
             size_t s, e;
             piece_span(&p->buf, a, b, &s, &e);

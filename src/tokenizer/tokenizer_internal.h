@@ -303,6 +303,8 @@ typedef struct tokenizer_bpe_scratch {
         int32_t left_id;
     } * heap;
     size_t heap_cap;
+    char *word; /* a ByteLevel word spelled in its mapped characters (ignore_merges) */
+    size_t word_cap;
 } tokenizer_bpe_scratch;
 
 void tokenizer_bpe_scratch_free(tokenizer_bpe_scratch *sc);

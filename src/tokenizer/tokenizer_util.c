@@ -418,32 +418,31 @@ int tokenizer_sanitize(const char *text, size_t len, char **out, size_t *out_len
 /* ByteLevel mapping (GPT-2's bytes_to_unicode)                                              */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Printable bytes map to themselves; the other 68 bytes map, in byte order, to 256, 257, ...
- */
+/* Printable bytes map to themselves; the other 68 bytes (0x00-0x20, 0x7F-0xA0, 0xAD) map,
+ * in byte order, to U+0100, U+0101, ... U+0143. */
 int32_t tokenizer_bytelevel_char(uint8_t b)
 {
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE))
-        return b;
-    int32_t n = 0;
-    for (int x = 0; x < b; x++) {
-        if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE)))
-            n++;
-    }
-    return 256 + n;
+    if (b <= 0x20)
+        return 256 + b;
+    if (b >= 0x7F && b <= 0xA0)
+        return 256 + 33 + (b - 0x7F);
+    if (b == 0xAD)
+        return 256 + 33 + 34;
+    return b;
 }
 
 /* The inverse of tokenizer_bytelevel_char: the byte a code point stands for, or -1. */
 int tokenizer_bytelevel_byte(int32_t cp)
 {
-    if (cp < 0 || cp >= 256 + 68)
+    if (cp < 0 || cp > 323)
         return -1;
     if (cp < 256)
         return tokenizer_bytelevel_char((uint8_t)cp) == cp ? cp : -1;
-    for (int b = 0; b < 256; b++) {
-        if (tokenizer_bytelevel_char((uint8_t)b) == cp)
-            return b;
-    }
-    return -1;
+    if (cp < 256 + 33)
+        return cp - 256;
+    if (cp < 256 + 33 + 34)
+        return 0x7F + (cp - 256 - 33);
+    return 0xAD;
 }
 
 /* ---------------------------------------------------------------------------------------- */
