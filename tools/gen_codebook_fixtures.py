@@ -13,6 +13,10 @@ Deterministic: a fixed numpy seed, so rerunning gives the same bytes.
   window, for smoothing off, and for last-token mode.
 - metrics_cases.safetensors: scores with ties and labels, with sklearn's ROC AUC and ROC curve
   and numpy's thresholds and recalls at fixed false positive rates.
+- fit_cases.safetensors: labeled synthetic activations of 150 texts (2 layers of width 8) and
+  what each fitting step should give, computed here with numpy (means, scales, eigenvectors
+  of the Gram matrix, quantile knots, Fritsch-Carlson slopes) and scikit-learn's liblinear
+  logistic regression, following docs/codebook.md.
 """
 import json
 import os
@@ -128,6 +132,133 @@ def make_metrics(rng, path):
         ("threshold_at", np.array(thr_at)), ("recall_at", np.array(rec_at))])
 
 
+FIT_K, FIT_KNOTS, FIT_WINDOW = 3, 12, 4
+
+
+def fit_spline(values, K):
+    """Knots at the (j + 1/2)/K quantiles (linear interpolation), CDF values p_j, FC slopes,
+    everything rounded to float32 as the codebook stores it."""
+    p = (np.arange(K) + 0.5) / K
+    x = np.quantile(values, p, method="linear").astype(np.float32)
+    assert np.all(np.diff(x) > 0), "ties in the synthetic data"
+    F = p.astype(np.float32)
+    m = fritsch_carlson(x.astype(np.float64), F.astype(np.float64)).astype(np.float32)
+    return x, F, m
+
+
+def make_fit(rng, path):
+    from sklearn.linear_model import LogisticRegression
+
+    n_l, hidden = 2, 8
+    D = n_l * hidden
+    layers = np.array([2, 5], np.int32)
+    q, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    scales = np.linspace(3.0, 0.3, D)
+    offset = rng.standard_normal(D) * 2.0
+    shift = {0: 5.0 * q[:, 1], 1: -5.0 * q[:, 2]}  # injection, jailbreak: along high variance
+    plan = [(-1, 0, 40), (0, 0, 20), (1, 0, 20), (-1, 1, 30), (0, 1, 15), (1, 1, 15)]
+    acts, start, length, label, is_val = [], [], [], [], []
+    pos = 0
+    for lab, val, count in plan:
+        for _ in range(count):
+            T = int(rng.integers(3, 13))
+            x = (rng.standard_normal((T, D)) * scales) @ q.T + offset
+            if lab >= 0:
+                x = x + shift[lab]
+            acts.append(x.astype(np.float32))
+            start.append(pos)
+            length.append(T)
+            label.append(lab)
+            is_val.append(val)
+            pos += T
+    acts = np.concatenate(acts)
+    start, length = np.array(start, np.int64), np.array(length, np.int64)
+    label, is_val = np.array(label, np.int32), np.array(is_val, np.int32)
+    tok_text = np.repeat(np.arange(len(start)), length)
+    train = is_val[tok_text] == 0
+    benign_train = train & (label[tok_text] == -1)
+
+    # standardization: mean over training tokens, sigma_l the RMS of the centered layer
+    a64 = acts.astype(np.float64)
+    mu = a64[train].mean(axis=0).astype(np.float32)
+    sig = np.empty(n_l, np.float32)
+    for l in range(n_l):
+        c = a64[train][:, l * hidden:(l + 1) * hidden] - mu[l * hidden:(l + 1) * hidden]
+        sig[l] = np.sqrt(np.mean(c * c))
+    std = (a64 - mu) / np.repeat(sig.astype(np.float64), hidden)
+
+    # basis: top-k eigenvectors of the Gram matrix, largest component positive
+    w, V = np.linalg.eigh(std[train].T @ std[train])
+    basis = V[:, ::-1][:, :FIT_K].T.copy()
+    for i in range(FIT_K):
+        if basis[i, np.argmax(np.abs(basis[i]))] < 0:
+            basis[i] = -basis[i]
+    basis = basis.astype(np.float32)
+    z = std @ basis.astype(np.float64).T
+
+    knots = np.empty((FIT_K + 1, FIT_KNOTS), np.float32)
+    cdf, slope = np.empty_like(knots), np.empty_like(knots)
+    for i in range(FIT_K):
+        knots[i], cdf[i], slope[i] = fit_spline(z[benign_train, i], FIT_KNOTS)
+    xs = np.empty_like(z)
+    qs = np.empty_like(z)
+    for i in range(FIT_K):
+        xs[:, i], qs[:, i] = ref_screen.spline_cdf(knots[i].astype(np.float64),
+                                                   cdf[i].astype(np.float64),
+                                                   slope[i].astype(np.float64), z[:, i])
+    n_stat = np.mean(-np.log(2 * np.minimum(xs, qs)), axis=1)
+    knots[FIT_K], cdf[FIT_K], slope[FIT_K] = fit_spline(n_stat[benign_train], FIT_KNOTS)
+
+    # features through the reference screener, smoothed per text
+    cbt = {"layers": layers, "norm.mean": mu.reshape(n_l, hidden), "norm.scale": sig,
+           "basis": basis, "spline.knots": knots, "spline.cdf": cdf, "spline.slope": slope,
+           "direction.weight": np.zeros((2, FIT_K), np.float32),
+           "direction.bias": np.zeros(2, np.float32), "direction.alpha": np.ones(3, np.float32)}
+    meta = {"directions": '["injection","jailbreak"]', "smoothing_window": str(FIT_WINDOW),
+            "threshold_suspicious": "0.3", "threshold_dangerous": "0.7"}
+    cb = ref_screen.Codebook(cbt, meta)
+    sm = np.empty((len(acts), FIT_K + 1))
+    for i in range(len(start)):
+        st = acts[start[i]:start[i] + length[i]]
+        states = st.reshape(length[i], n_l, hidden).transpose(1, 0, 2)
+        f, _ = ref_screen.token_features(cb, states)
+        sm[start[i]:start[i] + length[i]] = ref_screen.trailing_mean(f, FIT_WINDOW)
+
+    # one balanced L2 logistic regression per direction (liblinear, bias regularized)
+    W = np.empty((2, FIT_K), np.float32)
+    B = np.empty(2, np.float32)
+    for d in range(2):
+        sel = train & ((label[tok_text] == d) | (label[tok_text] == -1))
+        y = np.where(label[tok_text][sel] == d, 1, -1)
+        n_pos, n_neg = np.sum(y == 1), np.sum(y == -1)
+        l = len(y)
+        lr = LogisticRegression(solver="liblinear", C=1.0, tol=1e-8, max_iter=10000,
+                                intercept_scaling=1.0,
+                                class_weight={1: l / (2 * n_pos), -1: l / (2 * n_neg)})
+        lr.fit(sm[sel, :FIT_K], y)
+        W[d] = lr.coef_[0]
+        B[d] = lr.intercept_[0]
+    cb.w, cb.b = W.astype(np.float64), B.astype(np.float64)
+
+    # thresholds on benign validation texts: the (floor(a n) + 1)-th largest score
+    scores = []
+    for i in range(len(start)):
+        if is_val[i] and label[i] == -1:
+            st = acts[start[i]:start[i] + length[i]]
+            r = ref_screen.screen(cb, st.reshape(length[i], n_l, hidden).transpose(1, 0, 2))
+            scores.append(r["score"])
+    neg = np.sort(scores)[::-1]
+    thr = [neg[int(np.floor(a * len(neg) + 1e-9))] for a in (0.01, 0.05)]
+
+    ref_screen.write_safetensors(path, [
+        ("acts", acts), ("text_start", start), ("text_len", length), ("label", label),
+        ("is_val", is_val), ("layers", layers), ("norm.mean", mu.reshape(n_l, hidden)),
+        ("norm.scale", sig), ("basis", basis), ("spline.knots", knots), ("spline.cdf", cdf),
+        ("spline.slope", slope), ("direction.weight", W), ("direction.bias", B),
+        ("thresholds", np.array(thr))],
+        [("k", str(FIT_K)), ("knots", str(FIT_KNOTS)), ("window", str(FIT_WINDOW))])
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "codebook")
@@ -136,6 +267,7 @@ def main():
     cb = make_codebook(rng, os.path.join(out, "screen_codebook.safetensors"))
     make_cases(rng, cb, os.path.join(out, "screen_cases.safetensors"))
     make_metrics(rng, os.path.join(out, "metrics_cases.safetensors"))
+    make_fit(rng, os.path.join(out, "fit_cases.safetensors"))
 
 
 if __name__ == "__main__":

@@ -190,6 +190,17 @@ double codebook_spline_inverse(const codebook *cb, int row, double p);
 void codebook_token_features(const codebook *cb, const float *h, size_t layer_stride, double *out,
                              double *z);
 
+/* The projection alone: z = basis @ a with a = concat_l((h_l - mu_l) / sigma_l), k doubles into
+ * z, for one token addressed as in codebook_token_features. Needs only the standardization and
+ * the basis of cb (the fitter calls it before the splines exist). Allocates nothing. */
+void codebook_project(const codebook *cb, const float *h, size_t layer_stride, double *z);
+
+/* Trailing moving average of token-major features ([n_tokens][n_features]): out row t is the
+ * mean of rows max(0, t-w+1) .. t, summed oldest first (window <= 1: a copy). This is the exact
+ * smoothing codebook_aggregate applies. Allocates nothing; out must not alias features. */
+void codebook_smooth(const double *features, size_t n_tokens, size_t n_features, int window,
+                     double *out);
+
 /* Features of n_tokens tokens whose states are laid out [n_l][n_tokens][hidden] (the order of
  * cb->layers, as alkfw_model_hidden returns them). out has room for n_tokens *
  * CODEBOOK_N_FEATURES(cb) doubles, token-major. Never fails; allocates nothing. */

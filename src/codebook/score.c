@@ -170,7 +170,7 @@ static double clamped_logit(double f)
 
 /* Projects one token: z_i = sum_l (basis_i,l . (h_l - mu_l)) / sigma_l, which is basis @ a with
  * a = concat_l((h_l - mu_l) / sigma_l), computed per layer so nothing is allocated. */
-static void project(const codebook *cb, const float *h, size_t layer_stride, double *z)
+void codebook_project(const codebook *cb, const float *h, size_t layer_stride, double *z)
 {
     size_t hidden = (size_t)cb->hidden, D = (size_t)cb->n_layers * hidden;
 
@@ -197,7 +197,7 @@ void codebook_token_features(const codebook *cb, const float *h, size_t layer_st
     double z[CODEBOOK_MAX_K], x[CODEBOOK_MAX_K];
 
     /* standardization and projection */
-    project(cb, h, layer_stride, z);
+    codebook_project(cb, h, layer_stride, z);
 
     /* copula: x_i = F_i(z_i), the scale S and the tail surprise n */
     double S = 0.0, surprise = 0.0;
@@ -238,6 +238,27 @@ void codebook_score_options_init(codebook_score_options *opts)
     opts->last_token = 0;
     opts->threshold_suspicious = -1.0;
     opts->threshold_dangerous = -1.0;
+}
+
+/* The mean of feature rows max(0, t-w+1) .. t into out (nf values), summed oldest first. */
+static void window_mean(const double *features, size_t nf, size_t t, size_t w, double *out)
+{
+    size_t first = t + 1 >= w ? t + 1 - w : 0, count = t - first + 1;
+    for (size_t i = 0; i < nf; i++)
+        out[i] = 0.0;
+    for (size_t s = first; s <= t; s++)
+        for (size_t i = 0; i < nf; i++)
+            out[i] += features[s * nf + i];
+    for (size_t i = 0; i < nf; i++)
+        out[i] /= (double)count;
+}
+
+void codebook_smooth(const double *features, size_t n_tokens, size_t n_features, int window,
+                     double *out)
+{
+    size_t w = window > 1 ? (size_t)window : 1;
+    for (size_t t = 0; t < n_tokens; t++)
+        window_mean(features, n_features, t, w, out + t * n_features);
 }
 
 /* A sigmoid that neither overflows nor loses the small side. */
@@ -321,14 +342,7 @@ alkfw_status codebook_aggregate(const codebook *cb, const double *features, size
     /* per-token P_d(t) for every direction, then the smoothed anomaly value */
     for (size_t t = 0; t < T; t++) {
         double phi[CODEBOOK_MAX_K + 1];
-        size_t first = t + 1 >= w ? t + 1 - w : 0, count = t - first + 1;
-        for (size_t i = 0; i < nf; i++)
-            phi[i] = 0.0;
-        for (size_t s = first; s <= t; s++)
-            for (size_t i = 0; i < nf; i++)
-                phi[i] += features[s * nf + i];
-        for (size_t i = 0; i < nf; i++)
-            phi[i] /= (double)count;
+        window_mean(features, nf, t, w, phi);
 
         for (int d = 0; d < nd; d++) {
             const float *wd = cb->dir_weight + (size_t)d * (size_t)k;
