@@ -188,6 +188,49 @@ alkfw_status alkfw_model_hidden(const alkfw_model *model, const int32_t *ids, si
 
 /* ==== section: codebook ==== */
 
+/* A codebook file (DESIGN §4) loaded for inspection: what `alkfw info --codebook` shows.
+ * Screening goes through alkfw_firewall_open, which loads the codebook itself. Read-only after
+ * loading; may be shared between threads. */
+typedef struct alkfw_codebook alkfw_codebook;
+
+/* What a codebook holds, as plain values. Every pointer belongs to the codebook and lives as
+ * long as it does; strings are never NULL (empty when the file has no such key). */
+typedef struct alkfw_codebook_info {
+    int n_layers;
+    const int32_t *layers; /* [n_layers] hidden-state indices, Hugging Face convention */
+    int hidden_size;
+    int k;       /* coordinates of the projection */
+    int n_knots; /* knots per spline CDF */
+    int n_directions;
+    const char *const *directions; /* [n_directions] trained directions ("anomaly" is extra) */
+    const float *weights;          /* [n_directions + 1] alpha_d, the anomaly's last */
+    int smoothing_window;
+    double threshold_suspicious;
+    double threshold_dangerous;
+    const char *model_id;
+    const char *model_revision;
+    const char *model_fingerprint; /* "hidden:layers:vocab:<sha256 of embed_tokens>" */
+    const char *metrics;           /* JSON validation report */
+    const char *training_data;     /* JSON summary of the training data */
+    const char *created_by;
+} alkfw_codebook_info;
+
+/* Loads and validates the codebook file at path. On success the caller owns *out and frees
+ * it with alkfw_codebook_free. Errors: ALKFW_ERR_IO, ALKFW_ERR_FORMAT (the message names the
+ * tensor or metadata key and what is wrong), ALKFW_ERR_UNSUPPORTED (another format version),
+ * ALKFW_ERR_NOMEM. */
+alkfw_status alkfw_codebook_load(const char *path, alkfw_codebook **out, alkfw_error *err);
+void alkfw_codebook_free(alkfw_codebook *cb);
+
+/* Fills *out with views into cb. Never fails. */
+void alkfw_codebook_get_info(const alkfw_codebook *cb, alkfw_codebook_info *out);
+
+/* Checks cb against a model fingerprint ("hidden:layers:vocab:<sha256>"). Errors:
+ * ALKFW_ERR_MISMATCH naming both fingerprints and what differs (hidden size, layer count,
+ * vocabulary size or embedding weights), ALKFW_ERR_ARGUMENT for a malformed fingerprint. */
+alkfw_status alkfw_codebook_check_model(const alkfw_codebook *cb, const char *model_fingerprint,
+                                        alkfw_error *err);
+
 /* ==== end section: codebook ==== */
 
 /* ==== section: firewall ==== */

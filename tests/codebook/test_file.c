@@ -450,6 +450,33 @@ static void codebook_for_another_model_is_refused_saying_what_differs(void **sta
     codebook_free(cb);
 }
 
+static void public_api_shows_the_codebook_and_checks_the_model(void **state)
+{
+    (void)state;
+    alkfw_codebook *h;
+    alkfw_error err;
+    assert_int_equal(alkfw_codebook_load(FIXTURE, &h, &err), ALKFW_OK);
+    alkfw_codebook_info info;
+    alkfw_codebook_get_info(h, &info);
+    assert_int_equal(info.n_layers, 2);
+    assert_int_equal(info.layers[1], 3);
+    assert_int_equal(info.hidden_size, 24);
+    assert_int_equal(info.k, 3);
+    assert_int_equal(info.n_directions, 2);
+    assert_string_equal(info.directions[0], "injection");
+    assert_true(info.weights[1] == 0.8f);
+    assert_true(info.threshold_dangerous == 0.68);
+    assert_string_equal(info.model_fingerprint, "");
+    char fp[CODEBOOK_FINGERPRINT_SIZE];
+    codebook_fingerprint(576, 30, 49152, "x", 1, fp, sizeof fp, NULL);
+    assert_int_equal(alkfw_codebook_check_model(h, fp, &err), ALKFW_ERR_MISMATCH);
+    alkfw_codebook_free(h);
+    alkfw_codebook_free(NULL);
+
+    assert_int_equal(alkfw_codebook_load("/nonexistent.safetensors", &h, &err), ALKFW_ERR_IO);
+    assert_null(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +531,7 @@ int main(void)
         cmocka_unit_test(fingerprint_is_dims_and_sha256_of_embedding_bytes),
         cmocka_unit_test(codebook_for_the_same_model_is_accepted),
         cmocka_unit_test(codebook_for_another_model_is_refused_saying_what_differs),
+        cmocka_unit_test(public_api_shows_the_codebook_and_checks_the_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
