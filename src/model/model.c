@@ -53,11 +53,14 @@ struct model_session {
     float *vbuf; /* one converted norm weight or bias */
     size_t rows; /* rows the activation buffers below hold */
     float *x, *xn, *q, *att, *gate, *up;
-    float *scores; /* [ATTN_BLOCK][capacity] */
+    size_t attn_rows; /* query rows of one kv group processed together */
+    float *scores;    /* [group * attn_rows][capacity] */
+    float *qg, *og;   /* [group * attn_rows][head_dim]: stacked queries and outputs */
 };
 
-/* Query rows processed together in attention; bounds the score buffer to ATTN_BLOCK rows. */
-#define ATTN_BLOCK 128
+/* Stacked query rows (query heads of one kv group x positions) per attention step: large
+ * enough for efficient sgemm calls, small enough to bound the score buffer. */
+#define ATTN_STACK 384
 
 /* ------------------------------------------------------------------------------------------ */
 /* loading                                                                                     */
@@ -299,15 +302,23 @@ alkfw_status model_session_new(const alkfw_model *model, size_t capacity_tokens,
     s->n_blocks = deepest_index < c->n_layers ? deepest_index : c->n_layers;
     size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
     size_t cache = (size_t)s->n_blocks * capacity_tokens * kvd;
-    size_t qrows = capacity_tokens < ATTN_BLOCK ? capacity_tokens : ATTN_BLOCK;
+    size_t group = (size_t)(c->n_heads / c->n_kv_heads);
+    s->attn_rows = ATTN_STACK / group > 0 ? ATTN_STACK / group : 1;
+    if (s->attn_rows > capacity_tokens)
+        s->attn_rows = capacity_tokens;
+    size_t stack = group * s->attn_rows;
     if (s->n_blocks > 0) {
         s->k_cache = malloc(cache * sizeof(float));
         s->v_cache = malloc(cache * sizeof(float));
         s->wbuf = malloc((model->max_matrix ? model->max_matrix : 1) * sizeof(float));
-        s->scores = malloc(qrows * capacity_tokens * sizeof(float));
+        s->scores = malloc(stack * capacity_tokens * sizeof(float));
+        s->qg = malloc(stack * (size_t)c->head_dim * sizeof(float));
+        s->og = malloc(stack * (size_t)c->head_dim * sizeof(float));
     }
     s->vbuf = malloc((model->max_vector + (size_t)c->hidden_size) * sizeof(float));
-    if ((s->n_blocks > 0 && (!s->k_cache || !s->v_cache || !s->wbuf || !s->scores)) || !s->vbuf) {
+    if ((s->n_blocks > 0 &&
+         (!s->k_cache || !s->v_cache || !s->wbuf || !s->scores || !s->qg || !s->og)) ||
+        !s->vbuf) {
         model_session_free(s);
         return error_set(err, ALKFW_ERR_NOMEM, "out of memory for a %zu-token session",
                          capacity_tokens);
@@ -331,6 +342,8 @@ void model_session_free(model_session *s)
     free(s->gate);
     free(s->up);
     free(s->scores);
+    free(s->qg);
+    free(s->og);
     free(s);
 }
 
@@ -407,6 +420,45 @@ static void linear(model_session *s, const float *x, size_t n, const safetensors
     }
 }
 
+/* e^x for x <= 88.3, within about 2 ulp of expf (Cephes' polynomial on x - n ln 2), written
+ * without branches or calls so that loops over it vectorize. Arguments below -87.3 give
+ * about 1e-38 instead of a denormal or 0, which no sum or product here can tell apart. */
+static inline float exp_approx(float x)
+{
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.3f ? 88.3f : x;
+    /* n = round(x / ln 2), by the 1.5 * 2^23 trick (valid for |n| < 2^22) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return p * scale;
+}
+
+/* The sum of n floats with eight partial sums, which the compiler keeps in one vector. */
+static float sum_floats(const float *v, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += v[i + k];
+    float s = 0;
+    for (; i < n; i++)
+        s += v[i];
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    return s;
+}
+
 /* RMSNorm of n rows of width H: out = w * (x / sqrt(mean(x^2) + eps)). */
 static void rmsnorm(model_session *s, const float *x, size_t n, const safetensors_tensor *w,
                     float *out)
@@ -453,7 +505,9 @@ static void rope(const alkfw_model *m, float *x, size_t n, size_t ld, int n_head
 }
 
 /* Causal attention of the n new queries (positions len..len+n-1) of every head against the
- * cached keys and values of block l, 0..len+n-1, into s->att [n, n_heads * head_dim]. */
+ * cached keys and values of block l, 0..len+n-1, into s->att [n, n_heads * head_dim].
+ * The query heads sharing one kv head are stacked into one matrix, so each step is two
+ * sgemm calls (scores, then weighted values) per kv head instead of two per query head. */
 static void attention(model_session *s, int l, size_t n)
 {
     const model_config *c = &s->m->cfg;
@@ -464,36 +518,42 @@ static void attention(model_session *s, int l, size_t n)
     const float *V = s->v_cache + (size_t)l * s->capacity * KD;
     float scale = (float)(1.0 / sqrt((double)hd));
 
-    for (size_t r0 = 0; r0 < n; r0 += ATTN_BLOCK) {
-        size_t r1 = r0 + ATTN_BLOCK < n ? r0 + ATTN_BLOCK : n;
+    for (size_t r0 = 0; r0 < n; r0 += s->attn_rows) {
+        size_t r1 = r0 + s->attn_rows < n ? r0 + s->attn_rows : n;
         size_t rb = r1 - r0, cols = s->length + r1; /* keys visible to the last row */
-        for (int h = 0; h < c->n_heads; h++) {
-            size_t g = (size_t)h / group;
-            const float *qh = s->q + r0 * QD + (size_t)h * hd;
-            matmul_abt(&s->m->mm, rb, cols, hd, scale, qh, QD, K + g * hd, KD, 0.0f, s->scores,
-                       cols);
+        for (size_t g = 0; g < (size_t)c->n_kv_heads; g++) {
+            /* stack the group's query heads: row hh * rb + i is head g*group+hh at r0+i */
+            for (size_t hh = 0; hh < group; hh++)
+                for (size_t i = 0; i < rb; i++)
+                    memcpy(s->qg + (hh * rb + i) * hd, s->q + (r0 + i) * QD + (g * group + hh) * hd,
+                           hd * sizeof(float));
+
+            /* scores = q k^T / sqrt(head_dim) */
+            matmul_abt(&s->m->mm, group * rb, cols, hd, scale, s->qg, hd, K + g * hd, KD, 0.0f,
+                       s->scores, cols);
 
             /* softmax over the visible keys of each row; later keys get weight 0 */
-            for (size_t i = 0; i < rb; i++) {
-                float *row = s->scores + i * cols;
-                size_t vis = s->length + r0 + i + 1;
+            for (size_t r = 0; r < group * rb; r++) {
+                float *row = s->scores + r * cols;
+                size_t vis = s->length + r0 + r % rb + 1;
                 float mx = row[0];
                 for (size_t j = 1; j < vis; j++)
                     mx = row[j] > mx ? row[j] : mx;
-                double sum = 0;
-                for (size_t j = 0; j < vis; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                float inv = (float)(1.0 / sum);
+                for (size_t j = 0; j < vis; j++)
+                    row[j] = exp_approx(row[j] - mx);
+                float sum = sum_floats(row, vis);
+                float inv = 1.0f / sum;
                 for (size_t j = 0; j < vis; j++)
                     row[j] *= inv;
-                for (size_t j = vis; j < cols; j++)
-                    row[j] = 0.0f;
+                memset(row + vis, 0, (cols - vis) * sizeof(float));
             }
 
-            matmul_ab(&s->m->mm, rb, hd, cols, s->scores, cols, V + g * hd, KD,
-                      s->att + r0 * QD + (size_t)h * hd, QD);
+            /* weighted values, scattered back to the heads' columns */
+            matmul_ab(&s->m->mm, group * rb, hd, cols, s->scores, cols, V + g * hd, KD, s->og, hd);
+            for (size_t hh = 0; hh < group; hh++)
+                for (size_t i = 0; i < rb; i++)
+                    memcpy(s->att + (r0 + i) * QD + (g * group + hh) * hd,
+                           s->og + (hh * rb + i) * hd, hd * sizeof(float));
         }
     }
 }
@@ -546,7 +606,7 @@ static void block(model_session *s, int l, size_t n)
     linear(s, s->xn, n, L->w_up, L->b_up, s->up, I, 0);
     for (size_t i = 0; i < n * I; i++) {
         float g = s->gate[i];
-        s->gate[i] = g / (1.0f + expf(-g)) * s->up[i];
+        s->gate[i] = g / (1.0f + exp_approx(-g)) * s->up[i];
     }
 
     /* down projection and residual connection */
