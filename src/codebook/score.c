@@ -168,25 +168,47 @@ static double clamped_logit(double f)
     return log(f) - log1p(-f);
 }
 
+/* Activations standardized per block in codebook_project (a stack buffer of doubles). */
+#define PROJECT_BLOCK 256
+
 /* Projects one token: z_i = sum_l (basis_i,l . (h_l - mu_l)) / sigma_l, which is basis @ a with
- * a = concat_l((h_l - mu_l) / sigma_l), computed per layer so nothing is allocated. */
+ * a = concat_l((h_l - mu_l) / sigma_l), computed per layer and per block of PROJECT_BLOCK
+ * values so nothing is allocated: the centered block is formed once in double and every basis
+ * row takes its dot product with four partial sums (independent additions the CPU overlaps). */
 void codebook_project(const codebook *cb, const float *h, size_t layer_stride, double *z)
 {
-    size_t hidden = (size_t)cb->hidden, D = (size_t)cb->n_layers * hidden;
+    size_t hidden = (size_t)cb->hidden, D = (size_t)cb->n_layers * hidden, k = (size_t)cb->k;
+    double d[PROJECT_BLOCK], zl[CODEBOOK_MAX_K];
 
-    for (int i = 0; i < cb->k; i++)
+    for (size_t i = 0; i < k; i++)
         z[i] = 0.0;
     for (int l = 0; l < cb->n_layers; l++) {
         const float *hl = h + (size_t)l * layer_stride;
         const float *mu = cb->norm_mean + (size_t)l * hidden;
-        double sigma = cb->norm_scale[l];
-        for (int i = 0; i < cb->k; i++) {
-            const float *b = cb->basis + (size_t)i * D + (size_t)l * hidden;
-            double acc = 0.0;
-            for (size_t j = 0; j < hidden; j++)
-                acc += (double)b[j] * ((double)hl[j] - (double)mu[j]);
-            z[i] += acc / sigma;
+        for (size_t i = 0; i < k; i++)
+            zl[i] = 0.0;
+        for (size_t j0 = 0; j0 < hidden; j0 += PROJECT_BLOCK) {
+            size_t n = hidden - j0 < PROJECT_BLOCK ? hidden - j0 : PROJECT_BLOCK;
+            for (size_t j = 0; j < n; j++)
+                d[j] = (double)hl[j0 + j] - (double)mu[j0 + j];
+            for (size_t i = 0; i < k; i++) {
+                const float *b = cb->basis + i * D + (size_t)l * hidden + j0;
+                double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                size_t j = 0;
+                for (; j + 4 <= n; j += 4) {
+                    a0 += (double)b[j] * d[j];
+                    a1 += (double)b[j + 1] * d[j + 1];
+                    a2 += (double)b[j + 2] * d[j + 2];
+                    a3 += (double)b[j + 3] * d[j + 3];
+                }
+                for (; j < n; j++)
+                    a0 += (double)b[j] * d[j];
+                zl[i] += (a0 + a1) + (a2 + a3);
+            }
         }
+        double sigma = cb->norm_scale[l];
+        for (size_t i = 0; i < k; i++)
+            z[i] += zl[i] / sigma;
     }
 }
 
