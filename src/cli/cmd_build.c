@@ -177,40 +177,39 @@ static const char *base_name(const char *path)
     return s ? s + 1 : path;
 }
 
-/* The JSON summary of what the codebook was built from; NULL when out of memory. */
-static char *training_summary(const fwu_dataset *ds, const int *label, const int *is_val,
-                              const size_t *len, const char *const *dirs, int n_dirs,
-                              const char *data, const char *val_data, double val_fraction,
-                              uint64_t seed, long max_tokens, size_t n_tokens, size_t skipped)
+/* The training-data summary stored in the codebook: the fit's own summary (labels, layers,
+ * k, seed) extended with what only the command knows (files, sources, token cut). NULL when
+ * out of memory. */
+static char *training_summary(const char *fit_json, const fwu_dataset *ds, const int *label,
+                              const size_t *len, const char *data, const char *val_data,
+                              double val_fraction, long max_tokens, size_t n_tokens, size_t skipped)
 {
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = fit_json ? cJSON_Parse(fit_json) : NULL;
+    if (o == NULL || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        o = cJSON_CreateObject();
+    }
     cJSON *files = cJSON_AddArrayToObject(o, "files");
     cJSON_AddItemToArray(files, cJSON_CreateString(base_name(data)));
     if (val_data)
         cJSON_AddItemToArray(files, cJSON_CreateString(base_name(val_data)));
     if (val_data)
-        cJSON_AddStringToObject(o, "validation", "file");
+        cJSON_AddStringToObject(o, "validation_split", "second file");
     else
         cJSON_AddNumberToObject(o, "val_fraction", val_fraction);
-    cJSON_AddNumberToObject(o, "seed", (double)seed);
     cJSON_AddNumberToObject(o, "max_tokens", (double)max_tokens);
     cJSON_AddNumberToObject(o, "tokens", (double)n_tokens);
     cJSON_AddNumberToObject(o, "skipped_rows", (double)skipped);
-    cJSON *tr = cJSON_AddObjectToObject(o, "train");
-    cJSON *va = cJSON_AddObjectToObject(o, "validation_rows");
     cJSON *src = cJSON_AddObjectToObject(o, "sources");
     size_t truncated = 0;
     for (size_t i = 0; i < ds->n; i++) {
         if (label[i] < -1)
             continue;
-        const char *name = label[i] < 0 ? "benign" : dirs[label[i]];
-        json_count(is_val[i] ? va : tr, name);
         json_count(src, ds->rows[i].source[0] ? ds->rows[i].source : "(none)");
         if (len[i] >= (size_t)max_tokens)
             truncated++;
     }
     cJSON_AddNumberToObject(o, "texts_at_max_tokens", (double)truncated);
-    (void)n_dirs;
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -392,6 +391,8 @@ typedef struct build_state {
     alkfw_tokenizer *tok;
     codebook *cb;
     char *summary;
+    int *row_label;  /* [n] labels per row before the fit input compacts them */
+    size_t *row_len; /* [n] tokens per row likewise */
 } build_state;
 
 static void build_state_free(build_state *b)
@@ -411,6 +412,8 @@ static void build_state_free(build_state *b)
     alkfw_tokenizer_free(b->tok);
     codebook_free(b->cb);
     free(b->summary);
+    free(b->row_label);
+    free(b->row_len);
 }
 
 /* Tokenizes every kept row (BOS added, cut at max_tokens) and lays out the activation buffer.
@@ -592,14 +595,15 @@ int cmd_build(int argc, char **argv)
         goto done;
     }
 
-    /* what the codebook is built from, stored in its metadata */
-    b.summary = training_summary(&b.ds, b.label, b.is_val, b.len, (const char *const *)a.dir_names,
-                                 a.n_dirs, a.data, a.val_data, a.val_fraction, a.seed, a.max_tokens,
-                                 n_tokens, skipped);
-    if (b.summary == NULL) {
+    /* the row labels and lengths before the fit input compacts them, for the summary */
+    b.row_label = malloc((n + 1) * sizeof *b.row_label);
+    b.row_len = malloc((n + 1) * sizeof *b.row_len);
+    if (b.row_label == NULL || b.row_len == NULL) {
         fprintf(stderr, "alkfw build: out of memory\n");
         goto done;
     }
+    memcpy(b.row_label, b.label, n * sizeof *b.row_label);
+    memcpy(b.row_len, b.len, n * sizeof *b.row_len);
 
     /* the fit input: the kept texts only */
     size_t m = 0;
@@ -645,7 +649,10 @@ int cmd_build(int argc, char **argv)
         goto done;
     }
 
-    if (codebook_set_string(&b.cb->training_data, b.summary, &err) != ALKFW_OK) {
+    b.summary = training_summary(b.cb->training_data, &b.ds, b.row_label, b.row_len, a.data,
+                                 a.val_data, a.val_fraction, a.max_tokens, n_tokens, skipped);
+    if (b.summary == NULL ||
+        codebook_set_string(&b.cb->training_data, b.summary, &err) != ALKFW_OK) {
         rc = cli_fail("build", &err);
         goto done;
     }
