@@ -13,7 +13,8 @@
  *     bytes of the weights that depth uses (embedding + blocks + final norm when used),
  *   - load time (alkfw_model_open: config, mapping, header validation).
  * Each configuration runs in its own child process (this program re-executed), so peak RSS
- * belongs to that configuration alone.
+ * belongs to that configuration alone; inside it the timed forwards alternate with sgemm
+ * rounds of the same number of blocks, so both rates are measured under the same load.
  *
  * Usage: bench_forward [--threads N] [--reps N] [--quick]
  *   --quick   only T = 16 and 256
@@ -173,8 +174,64 @@ static double forward_flops(int T, int blocks)
     return blocks * (T * per_token + attn);
 }
 
-/* Child: open the model in dir, run the forward to index depth on T random ids reps times;
- * prints "ms=<median> load=<ms> rss=<kB>". */
+/* sgemm on one block's matrix shapes at T rows (F32, through the same matmul interface and
+ * backend as the forward): [T, in] x [out, in]^T for q, k, v, o, gate, up and down. */
+typedef struct sgemm_bench {
+    matmul_ctx mm;
+    int T;
+    float *x, *y, *w[7];
+    double flops; /* per round */
+} sgemm_bench;
+
+static const int sgemm_shapes[7][2] = {{QD, H}, {KD, H}, {KD, H}, {H, QD}, {I, H}, {I, H}, {H, I}};
+
+static int sgemm_setup(sgemm_bench *b, int T, int threads)
+{
+    alkfw_error err = {0};
+    if (matmul_init(ALKFW_BACKEND_AUTO, threads, &b->mm, &err) != ALKFW_OK) {
+        fprintf(stderr, "bench_forward: %s\n", err.message);
+        return -1;
+    }
+    b->T = T;
+    b->x = malloc((size_t)T * I * sizeof(float));
+    b->y = malloc((size_t)T * I * sizeof(float));
+    for (size_t i = 0; i < (size_t)T * I; i++)
+        b->x[i] = uniform_pm(1.0f);
+    b->flops = 0;
+    for (int s = 0; s < 7; s++) {
+        size_t n = (size_t)sgemm_shapes[s][0] * sgemm_shapes[s][1];
+        b->w[s] = malloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            b->w[s][i] = uniform_pm(0.05f);
+        b->flops += 2.0 * T * n;
+    }
+    return 0;
+}
+
+/* One timed round of `rounds` blocks' products; returns GFLOP/s. */
+static double sgemm_round(sgemm_bench *b, int rounds)
+{
+    double a = now_ms();
+    for (int k = 0; k < rounds; k++)
+        for (int s = 0; s < 7; s++)
+            matmul_abt(&b->mm, (size_t)b->T, (size_t)sgemm_shapes[s][0], (size_t)sgemm_shapes[s][1],
+                       1.0f, b->x, (size_t)sgemm_shapes[s][1], b->w[s], (size_t)sgemm_shapes[s][1],
+                       0.0f, b->y, (size_t)sgemm_shapes[s][0]);
+    return b->flops * rounds / ((now_ms() - a) * 1e6);
+}
+
+static void sgemm_free(sgemm_bench *b)
+{
+    for (int s = 0; s < 7; s++)
+        free(b->w[s]);
+    free(b->x);
+    free(b->y);
+}
+
+/* Child: open the model in dir and run the forward to index depth on T random ids. Phase 1
+ * (a warm-up and one run) fixes peak RSS before anything else is allocated; phase 2 times
+ * reps forwards interleaved with sgemm rounds of as many blocks, so both rates see the same
+ * machine load. Prints "ms=<median> load=<ms> rss=<kB> sgemm=<median GFLOP/s>". */
 static int child_forward(const char *dir, int depth, int T, int reps, int threads)
 {
     alkfw_model_options opts;
@@ -192,73 +249,38 @@ static int child_forward(const char *dir, int depth, int T, int reps, int thread
     float *out = malloc((size_t)T * H * sizeof *out);
     for (int t = 0; t < T; t++)
         ids[t] = (int32_t)((rng_state = rng_state * 6364136223846793005ull + 1) >> 33) % V;
-    double *times = malloc((size_t)reps * sizeof *times);
     int idx[1] = {depth};
-    for (int r = -1; r < reps; r++) {
-        double a = now_ms();
+    for (int r = 0; r < 2; r++) {
         if (alkfw_model_hidden(m, ids, (size_t)T, idx, 1, out, &err) != ALKFW_OK) {
             fprintf(stderr, "bench_forward: %s\n", err.message);
             return 1;
         }
-        if (r >= 0)
-            times[r] = now_ms() - a;
     }
-    qsort(times, (size_t)reps, sizeof *times, cmp_double);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("ms=%.3f load=%.3f rss=%ld\n", times[reps / 2], load, ru.ru_maxrss);
+
+    sgemm_bench sb;
+    if (sgemm_setup(&sb, T, threads) != 0)
+        return 1;
+    int blocks = depth < L ? depth : L;
+    double *times = malloc((size_t)reps * sizeof *times);
+    double *rates = malloc((size_t)reps * sizeof *rates);
+    for (int r = 0; r < reps; r++) {
+        double a = now_ms();
+        alkfw_model_hidden(m, ids, (size_t)T, idx, 1, out, &err);
+        times[r] = now_ms() - a;
+        rates[r] = sgemm_round(&sb, blocks);
+    }
+    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    qsort(rates, (size_t)reps, sizeof *rates, cmp_double);
+    printf("ms=%.3f load=%.3f rss=%ld sgemm=%.3f\n", times[reps / 2], load, ru.ru_maxrss,
+           rates[reps / 2]);
+    sgemm_free(&sb);
     free(times);
+    free(rates);
     free(ids);
     free(out);
     alkfw_model_free(m);
-    return 0;
-}
-
-/* Child: sgemm GFLOP/s on one block's matrix shapes at T rows, F32, through the same matmul
- * interface and backend as the forward; prints "gflops=<median>". */
-static int child_sgemm(int T, int reps, int threads)
-{
-    matmul_ctx mm;
-    alkfw_error err = {0};
-    if (matmul_init(ALKFW_BACKEND_AUTO, threads, &mm, &err) != ALKFW_OK) {
-        fprintf(stderr, "bench_forward: %s\n", err.message);
-        return 1;
-    }
-    const int shapes[7][2] = {{QD, H}, {KD, H}, {KD, H}, {H, QD}, {I, H}, {I, H}, {H, I}};
-    float *x = malloc((size_t)T * I * sizeof *x), *y = malloc((size_t)T * I * sizeof *y);
-    float *w[7];
-    for (size_t i = 0; i < (size_t)T * I; i++)
-        x[i] = uniform_pm(1.0f);
-    for (int s = 0; s < 7; s++) {
-        size_t n = (size_t)shapes[s][0] * shapes[s][1];
-        w[s] = malloc(n * sizeof(float));
-        for (size_t i = 0; i < n; i++)
-            w[s][i] = uniform_pm(0.05f);
-    }
-    double flops = 0;
-    for (int s = 0; s < 7; s++)
-        flops += 2.0 * T * shapes[s][0] * shapes[s][1];
-    /* several blocks' worth per sample so small T is not all timer noise */
-    int inner = T <= 16 ? 40 : T <= 64 ? 12 : 4;
-    double *g = malloc((size_t)reps * sizeof *g);
-    for (int r = -1; r < reps; r++) {
-        double a = now_ms();
-        for (int k = 0; k < inner; k++)
-            for (int s = 0; s < 7; s++)
-                matmul_abt(&mm, (size_t)T, (size_t)shapes[s][0], (size_t)shapes[s][1], 1.0f, x,
-                           (size_t)shapes[s][1], w[s], (size_t)shapes[s][1], 0.0f, y,
-                           (size_t)shapes[s][0]);
-        double ms = now_ms() - a;
-        if (r >= 0)
-            g[r] = flops * inner / (ms * 1e6);
-    }
-    qsort(g, (size_t)reps, sizeof *g, cmp_double);
-    printf("gflops=%.3f\n", g[reps / 2]);
-    for (int s = 0; s < 7; s++)
-        free(w[s]);
-    free(x);
-    free(y);
-    free(g);
     return 0;
 }
 
@@ -294,8 +316,6 @@ int main(int argc, char **argv)
 {
     if (argc >= 7 && strcmp(argv[1], "--child-forward") == 0)
         return child_forward(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
-    if (argc >= 5 && strcmp(argv[1], "--child-sgemm") == 0)
-        return child_sgemm(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
 
     int threads = 0, reps = 5, quick = 0;
     for (int i = 1; i < argc; i++) {
@@ -331,17 +351,6 @@ int main(int argc, char **argv)
     snprintf(rarg, sizeof rarg, "%d", reps);
     snprintf(harg, sizeof harg, "%d", threads);
 
-    /* sgemm reference rate per T */
-    double sgemm[4] = {0};
-    for (int i = 0; i < nT; i++) {
-        snprintf(targ, sizeof targ, "%d", Ts[i]);
-        char *args[] = {argv[0], "--child-sgemm", targ, rarg, harg, NULL};
-        if (run_child(args, line, sizeof line) != 0 || sscanf(line, "gflops=%lf", &sgemm[i]) != 1) {
-            fprintf(stderr, "bench_forward: sgemm child failed\n");
-            return 1;
-        }
-    }
-
     printf("bench_forward: SmolLM2-135M-shaped random weights (hidden %d, %d layers, %d/%d "
            "heads, mlp %d, vocab %d), threads %s, median of %d runs\n",
            H, L, NH, NKV, I, V, threads ? harg : "all cores", reps);
@@ -358,16 +367,17 @@ int main(int argc, char **argv)
                 snprintf(targ, sizeof targ, "%d", Ts[i]);
                 snprintf(darg, sizeof darg, "%d", depth);
                 char *args[] = {argv[0], "--child-forward", dirs[d], darg, targ, rarg, harg, NULL};
-                double ms, load;
+                double ms, load, sgemm;
                 long rss;
                 if (run_child(args, line, sizeof line) != 0 ||
-                    sscanf(line, "ms=%lf load=%lf rss=%ld", &ms, &load, &rss) != 3) {
+                    sscanf(line, "ms=%lf load=%lf rss=%ld sgemm=%lf", &ms, &load, &rss, &sgemm) !=
+                        4) {
                     fprintf(stderr, "bench_forward: forward child failed\n");
                     return 1;
                 }
                 double gf = forward_flops(Ts[i], blocks) / (ms * 1e6);
                 printf("%-5s %5d %4d %10.1f %8.1f %8.1f %5.0f%% %7.1fMB %7.1fMB %7.2f %8.1f\n",
-                       dtype_names[d], depth, Ts[i], ms, gf, sgemm[i], 100.0 * gf / sgemm[i],
+                       dtype_names[d], depth, Ts[i], ms, gf, sgemm, 100.0 * gf / sgemm,
                        rss / 1024.0, weights / 1048576.0, rss * 1024.0 / weights, load);
                 fflush(stdout);
             }
