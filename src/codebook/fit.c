@@ -20,6 +20,7 @@
 #include "codebook/metrics.h"
 #include "common/error.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <lapacke.h>
 #include <linear.h>
@@ -275,6 +276,7 @@ static int cmp_double(const void *a, const void *b)
  * Fritsch-Carlson slopes on the stored float values. */
 static void fit_spline(double *v, size_t n, int K, float *knots, float *cdf, float *slope)
 {
+    assert(n >= 2 && K >= 2 && K <= CODEBOOK_MAX_KNOTS);
     qsort(v, n, sizeof *v, cmp_double);
     double spread = v[n - 1] - v[0];
     for (int j = 0; j < K; j++) {

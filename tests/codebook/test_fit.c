@@ -213,6 +213,32 @@ static void validation_report_shows_separation(void **state)
     assert_string_equal(fx->cb->model_id, "synthetic");
 }
 
+static void report_breaks_validation_down_by_source(void **state)
+{
+    fit_fixture *fx = *state;
+    const char **source = malloc(fx->in.n_texts * sizeof *source);
+    for (size_t i = 0; i < fx->in.n_texts; i++)
+        source[i] = i % 3 == 0 ? "web" : "chat";
+    codebook_fit_input in = fx->in;
+    in.source = source;
+    codebook *cb;
+    assert_int_equal(codebook_fit(&in, &fx->opts, &cb, NULL), ALKFW_OK);
+    cJSON *m = cJSON_Parse(cb->metrics);
+    cJSON *by = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "validation"), "by_source");
+    int web = cJSON_GetObjectItem(cJSON_GetObjectItem(by, "web"), "texts")->valueint;
+    int chat = cJSON_GetObjectItem(cJSON_GetObjectItem(by, "chat"), "texts")->valueint;
+    size_t want_web = 0;
+    for (size_t i = 0; i < fx->in.n_texts; i++)
+        want_web += fx->is_val[i] && i % 3 == 0;
+    assert_int_equal(web, (int)want_web);
+    assert_int_equal(web + chat, 60);
+    int dangerous = cJSON_GetObjectItem(cJSON_GetObjectItem(by, "web"), "dangerous")->valueint;
+    assert_true(dangerous >= 0 && dangerous <= web);
+    cJSON_Delete(m);
+    codebook_free(cb);
+    free(source);
+}
+
 static void fitted_splines_are_increasing_cdfs_with_round_trip_inverse(void **state)
 {
     fit_fixture *fx = *state;
@@ -342,6 +368,7 @@ int main(void)
         cmocka_unit_test(direction_models_match_sklearn_liblinear),
         cmocka_unit_test(thresholds_match_reference_and_keep_target_fpr),
         cmocka_unit_test(validation_report_shows_separation),
+        cmocka_unit_test(report_breaks_validation_down_by_source),
         cmocka_unit_test(fitted_splines_are_increasing_cdfs_with_round_trip_inverse),
         cmocka_unit_test(same_input_and_seed_give_identical_bytes),
         cmocka_unit_test(bad_fit_inputs_are_refused_with_reasons),
