@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,57 @@ static void session_pieces_equal_whole_forward(void **state)
     alkfw_model_free(m);
 }
 
+/* One thread's share of the concurrency test: its own reference, many times over. */
+typedef struct worker {
+    alkfw_model *m;
+    int ref;
+    int failures;
+} worker;
+
+static void *worker_run(void *arg)
+{
+    worker *w = arg;
+    reference r;
+    load_reference(w->ref, &r);
+    size_t per = r.n * HIDDEN;
+    int indices[2] = {2, 5};
+    float *out = malloc(2 * per * sizeof(float));
+    for (int rep = 0; rep < 20; rep++) {
+        if (alkfw_model_hidden(w->m, r.ids, r.n, indices, 2, out, NULL) != ALKFW_OK) {
+            w->failures++;
+            continue;
+        }
+        for (int j = 0; j < 2; j++) {
+            const float *ref = r.hidden + (size_t)indices[j] * per;
+            for (size_t i = 0; i < per; i++)
+                if (!(fabsf(out[(size_t)j * per + i] - ref[i]) <=
+                      1e-4f * fmaxf(1.0f, fabsf(ref[i]))))
+                    w->failures++;
+        }
+    }
+    free(out);
+    free(r.hidden);
+    return NULL;
+}
+
+/* One model handle serves concurrent forwards from several threads. */
+static void concurrent_calls_on_one_model_agree(void **state)
+{
+    (void)state;
+    alkfw_model *m = open_model(ALKFW_BACKEND_AUTO, 0);
+    pthread_t th[4];
+    worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){m, i + 1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    alkfw_model_free(m);
+}
+
 static void info_reports_config(void **state)
 {
     (void)state;
@@ -303,6 +355,7 @@ int main(void)
         cmocka_unit_test(hidden_states_match_reference_portable_c),
         cmocka_unit_test(requested_indices_come_in_given_order),
         cmocka_unit_test(session_pieces_equal_whole_forward),
+        cmocka_unit_test(concurrent_calls_on_one_model_agree),
         cmocka_unit_test(info_reports_config),
         cmocka_unit_test(bad_requests_are_errors),
         cmocka_unit_test(backend_not_built_is_backend_error),
