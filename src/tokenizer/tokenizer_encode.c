@@ -78,7 +78,93 @@ typedef struct encode_ctx {
     tokenizer_out out;
     tokenizer_bpe_scratch scratch;
     size_t n_special;
+    int cache_read;                 /* holding the cache's shared lock */
+    tokenizer_cache_entry *pending; /* words to add to the cache at the end */
+    size_t n_pending, cap_pending;
 } encode_ctx;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Word cache                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+#define CACHE_PROBES 8
+#define CACHE_PENDING_MAX 4096
+
+static uint32_t word_hash(const char *w, size_t n, int bytelevel)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)bytelevel;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)w[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* The memoized entry of a word, or NULL. Called with the shared lock held. */
+static const tokenizer_cache_entry *cache_find(const alkfw_tokenizer *tok, const char *w, size_t n,
+                                               int bytelevel, uint32_t h)
+{
+    for (size_t k = 0; k < CACHE_PROBES; k++) {
+        const tokenizer_cache_entry *e = &tok->cache[(h + k) & (TOKENIZER_CACHE_SLOTS - 1)];
+        if (e->len == 0)
+            return NULL;
+        if (e->hash == h && e->len == n && e->bytelevel == bytelevel && memcmp(e->word, w, n) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Remembers the tokens (ids) the BPE just produced for word w, to add to the cache at the end
+ * of the call. Silently skips when the word or its tokens do not fit an entry. */
+static void cache_note(encode_ctx *c, const char *w, size_t n, int bytelevel, uint32_t h,
+                       const int32_t *ids)
+{
+    const tokenizer_bpe_scratch *sc = &c->scratch;
+    if (sc->n_last == 0 || sc->n_last > TOKENIZER_CACHE_TOKENS || c->n_pending >= CACHE_PENDING_MAX)
+        return;
+    if (c->n_pending == c->cap_pending) {
+        size_t cap = c->cap_pending ? c->cap_pending * 2 : 64;
+        tokenizer_cache_entry *p = realloc(c->pending, cap * sizeof *p);
+        if (p == NULL)
+            return;
+        c->pending = p;
+        c->cap_pending = cap;
+    }
+    tokenizer_cache_entry *e = &c->pending[c->n_pending++];
+    memset(e, 0, sizeof *e);
+    e->hash = h;
+    e->len = (uint8_t)n;
+    e->n = (uint8_t)sc->n_last;
+    e->bytelevel = (uint8_t)bytelevel;
+    memcpy(e->word, w, n);
+    for (size_t i = 0; i < sc->n_last; i++) {
+        e->ids[i] = ids[i];
+        e->start[i] = (uint8_t)sc->last_start[i];
+        e->end[i] = (uint8_t)sc->last_end[i];
+    }
+}
+
+/* Adds the pending words when the exclusive lock is free right now; otherwise drops them. */
+static void cache_flush(encode_ctx *c)
+{
+    alkfw_tokenizer *tok = (alkfw_tokenizer *)c->tok; /* the cache is the one mutable part */
+    if (c->n_pending == 0 || pthread_rwlock_trywrlock(&tok->cache_lock) != 0)
+        return;
+    for (size_t i = 0; i < c->n_pending; i++) {
+        const tokenizer_cache_entry *p = &c->pending[i];
+        for (size_t k = 0; k < CACHE_PROBES; k++) {
+            tokenizer_cache_entry *e = &tok->cache[(p->hash + k) & (TOKENIZER_CACHE_SLOTS - 1)];
+            if (e->len == 0) {
+                *e = *p;
+                break;
+            }
+            if (e->hash == p->hash && e->len == p->len && e->bytelevel == p->bytelevel &&
+                memcmp(e->word, p->word, p->len) == 0)
+                break;
+        }
+    }
+    pthread_rwlock_unlock(&tok->cache_lock);
+}
 
 /* The character ending right before s[i] (i > 0) and its start. */
 static int32_t char_before(const char *s, size_t i, size_t *start)
@@ -181,8 +267,28 @@ static alkfw_status encode_pieces(encode_ctx *c, const tokenizer_nstr *ns, size_
         return nomem(err);
     }
     alkfw_status st = tokenizer_pretokenize(c->tok->pretok, &p, err);
-    for (size_t k = 0; st == ALKFW_OK && k < p.n; k++)
-        st = tokenizer_bpe_word(c->tok, &p, p.start[k], p.end[k], &c->scratch, &c->out, err);
+    for (size_t k = 0; st == ALKFW_OK && k < p.n; k++) {
+        size_t ws = p.start[k], wn = p.end[k] - p.start[k];
+        const char *w = p.buf.s + ws;
+        int cacheable = c->cache_read && wn <= TOKENIZER_CACHE_WORD;
+        uint32_t h = cacheable ? word_hash(w, wn, p.bytelevel) : 0;
+        const tokenizer_cache_entry *e =
+            cacheable ? cache_find(c->tok, w, wn, p.bytelevel, h) : NULL;
+        if (e != NULL) {
+            for (size_t i = 0; i < e->n && st == ALKFW_OK; i++) {
+                size_t s0, e0;
+                tokenizer_piece_span(&p.buf, ws + e->start[i], ws + e->end[i], &s0, &e0);
+                if (tokenizer_out_push(&c->out, e->ids[i], s0, e0) != 0)
+                    st = nomem(err);
+            }
+            continue;
+        }
+        size_t before = c->out.n;
+        st = tokenizer_bpe_word(c->tok, &p, ws, p.end[k], &c->scratch, &c->out, err);
+        if (st == ALKFW_OK && cacheable && c->out.n - before == c->scratch.n_last) {
+            cache_note(c, w, wn, p.bytelevel, h, c->out.ids + before);
+        }
+    }
     tokenizer_pieces_free(&p);
     return st;
 }
@@ -269,6 +375,8 @@ alkfw_status alkfw_tokenizer_encode(const alkfw_tokenizer *tok, const char *text
         return nomem(err);
     c.s = s;
     c.len = slen;
+    if (tok->cache != NULL && pthread_rwlock_rdlock((pthread_rwlock_t *)&tok->cache_lock) == 0)
+        c.cache_read = 1;
 
     /* BOS and other template tokens in front */
     alkfw_status st = ALKFW_OK;
@@ -322,6 +430,12 @@ alkfw_status alkfw_tokenizer_encode(const alkfw_tokenizer *tok, const char *text
         if (st == ALKFW_OK && c.out.n == 0 && (c.out.spans = malloc(sizeof *c.out.spans)) == NULL)
             st = nomem(err);
     }
+    if (c.cache_read) {
+        pthread_rwlock_unlock((pthread_rwlock_t *)&tok->cache_lock);
+        if (st == ALKFW_OK)
+            cache_flush(&c);
+    }
+    free(c.pending);
     free(s);
     free(m0);
     free(m1);

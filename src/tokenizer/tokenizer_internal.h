@@ -18,6 +18,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #endif
 #include <pcre2.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -233,7 +234,34 @@ struct alkfw_tokenizer {
     int32_t *post_prefix, *post_suffix;
     size_t n_post_prefix, n_post_suffix;
     int post_trim_offsets; /* ByteLevel post-processor with trim_offsets */
+
+    /* Memo of BPE results for short words, shared by all threads (see tokenizer_cache_*). */
+    struct tokenizer_cache_entry *cache;
+    pthread_rwlock_t cache_lock;
+    int cache_lock_ready;
 };
+
+/* ---------------------------------------------------------------------------------------- */
+/* Word cache                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+/* BPE is a pure function of a word, so results of short words are memoized the way Hugging
+ * Face's BPE cache does. The table only grows (no eviction): an encode call reads it under
+ * a shared lock and adds its new words at the end when the exclusive lock is free at once,
+ * so encoding never waits for another thread and results never depend on the cache. */
+#define TOKENIZER_CACHE_SLOTS 16384
+#define TOKENIZER_CACHE_WORD 24  /* longest word memoized, in bytes */
+#define TOKENIZER_CACHE_TOKENS 8 /* most tokens a memoized word may produce */
+
+typedef struct tokenizer_cache_entry {
+    uint32_t hash;
+    uint8_t len; /* word length; 0 = empty slot */
+    uint8_t n;   /* token count */
+    uint8_t bytelevel;
+    char word[TOKENIZER_CACHE_WORD];
+    int32_t ids[TOKENIZER_CACHE_TOKENS];
+    uint8_t start[TOKENIZER_CACHE_TOKENS], end[TOKENIZER_CACHE_TOKENS]; /* within the word */
+} tokenizer_cache_entry;
 
 /* ---------------------------------------------------------------------------------------- */
 /* Stages                                                                                    */
@@ -296,15 +324,13 @@ typedef struct tokenizer_bpe_scratch {
         uint32_t start, end; /* byte range within the piece */
     } * sym;
     size_t sym_cap;
-    struct tokenizer_heap_item {
-        int32_t rank;
-        int32_t pos;
-        int32_t right_id; /* to detect stale entries */
-        int32_t left_id;
-    } * heap;
+    uint64_t *heap; /* candidate merges: (rank << 32) | position of the left symbol */
     size_t heap_cap;
     char *word; /* a ByteLevel word spelled in its mapped characters (ignore_merges) */
     size_t word_cap;
+    /* the tokens of the last word, as byte ranges of the word */
+    uint32_t *last_start, *last_end;
+    size_t n_last, last_cap;
 } tokenizer_bpe_scratch;
 
 void tokenizer_bpe_scratch_free(tokenizer_bpe_scratch *sc);
@@ -313,6 +339,10 @@ void tokenizer_bpe_scratch_free(tokenizer_bpe_scratch *sc);
 alkfw_status tokenizer_bpe_word(const alkfw_tokenizer *tok, const tokenizer_pieces *pieces,
                                 size_t start, size_t end, tokenizer_bpe_scratch *sc,
                                 tokenizer_out *out, alkfw_error *err);
+
+/* The input span of bytes [a, b) of a piece buffer: from the first byte with a non-empty
+ * span to the last one; an all-inserted range gets an empty span where it sits. */
+void tokenizer_piece_span(const tokenizer_nstr *buf, size_t a, size_t b, size_t *s, size_t *e);
 
 /* Looks up the merge of (left, right); returns NULL when none. */
 const tokenizer_merge *tokenizer_merge_find(const alkfw_tokenizer *tok, int32_t left,

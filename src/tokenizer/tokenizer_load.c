@@ -767,6 +767,9 @@ void alkfw_tokenizer_free(alkfw_tokenizer *tok)
     tokenizer_decoder_free(tok->decoder);
     free(tok->post_prefix);
     free(tok->post_suffix);
+    free(tok->cache);
+    if (tok->cache_lock_ready)
+        pthread_rwlock_destroy(&tok->cache_lock);
     free(tok);
 }
 
@@ -837,6 +840,16 @@ alkfw_status alkfw_tokenizer_load_buffer(const char *json, size_t len, alkfw_tok
             goto done;
     }
     st = finish(tok, err);
+    if (st == ALKFW_OK) {
+        /* the word cache is optional: without memory or a lock, encoding just runs BPE */
+        tok->cache = calloc(TOKENIZER_CACHE_SLOTS, sizeof *tok->cache);
+        if (tok->cache != NULL && pthread_rwlock_init(&tok->cache_lock, NULL) == 0) {
+            tok->cache_lock_ready = 1;
+        } else {
+            free(tok->cache);
+            tok->cache = NULL;
+        }
+    }
 done:
     cJSON_Delete(root);
     if (st != ALKFW_OK) {

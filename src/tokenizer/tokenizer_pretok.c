@@ -198,7 +198,18 @@ static alkfw_status split_pieces(tokenizer_pieces *p, split_by by, const tokeniz
         } else {
             for (size_t i = a; i < b;) {
                 int32_t cp;
-                size_t l = tokenizer_utf8_decode(s, b, i, &cp);
+                size_t l;
+                if ((uint8_t)s[i] < 0x80) {
+                    cp = (uint8_t)s[i];
+                    l = 1;
+                    if (by == BY_NUMERIC_CHAR ? (cp < '0' || cp > '9')
+                                              : !(cp == ' ' || (cp >= 0x09 && cp <= 0x0D))) {
+                        i++;
+                        continue;
+                    }
+                } else {
+                    l = tokenizer_utf8_decode(s, b, i, &cp);
+                }
                 int hit =
                     by == BY_NUMERIC_CHAR ? tokenizer_is_number(cp) : tokenizer_is_whitespace(cp);
                 if (hit) {
@@ -247,8 +258,22 @@ done:
 
 enum { CLS_LETTER, CLS_NUMBER, CLS_SPACE, CLS_OTHER };
 
+/* The class of every ASCII character, for the common case. */
+static int ascii_class(int32_t c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return CLS_LETTER;
+    if (c >= '0' && c <= '9')
+        return CLS_NUMBER;
+    if (c == ' ' || (c >= 0x09 && c <= 0x0D))
+        return CLS_SPACE;
+    return CLS_OTHER;
+}
+
 static int char_class(int32_t cp)
 {
+    if (cp < 0x80)
+        return ascii_class(cp);
     if (tokenizer_is_whitespace(cp))
         return CLS_SPACE;
     if (tokenizer_is_letter(cp))
@@ -256,6 +281,16 @@ static int char_class(int32_t cp)
     if (tokenizer_is_number(cp))
         return CLS_NUMBER;
     return CLS_OTHER;
+}
+
+/* Decodes one character, with ASCII taken directly. */
+static inline size_t decode_fast(const char *s, size_t e, size_t i, int32_t *cp)
+{
+    if ((uint8_t)s[i] < 0x80) {
+        *cp = (uint8_t)s[i];
+        return 1;
+    }
+    return tokenizer_utf8_decode(s, e, i, cp);
 }
 
 /* The end of the match of GPT-2's pattern
@@ -276,16 +311,16 @@ static size_t gpt2_match(const char *s, size_t i, size_t e)
     int32_t cp;
     size_t j = i;
     if (s[i] == ' ' && i + 1 < e) {
-        tokenizer_utf8_decode(s, e, i + 1, &cp);
+        decode_fast(s, e, i + 1, &cp);
         if (char_class(cp) != CLS_SPACE)
             j = i + 1; /* the optional space, followed by a letter, number or other */
     }
-    size_t l = tokenizer_utf8_decode(s, e, j, &cp);
+    size_t l = decode_fast(s, e, j, &cp);
     int cls = char_class(cp);
     if (cls != CLS_SPACE) {
         j += l;
         while (j < e) {
-            l = tokenizer_utf8_decode(s, e, j, &cp);
+            l = decode_fast(s, e, j, &cp);
             if (char_class(cp) != cls)
                 break;
             j += l;
@@ -298,7 +333,7 @@ static size_t gpt2_match(const char *s, size_t i, size_t e)
     size_t last = i;
     j = i;
     while (j < e) {
-        l = tokenizer_utf8_decode(s, e, j, &cp);
+        l = decode_fast(s, e, j, &cp);
         if (!tokenizer_is_whitespace(cp))
             break;
         last = j;

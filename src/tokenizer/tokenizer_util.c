@@ -352,6 +352,10 @@ int tokenizer_sanitize(const char *text, size_t len, char **out, size_t *out_len
     const uint8_t *u = (const uint8_t *)text;
     size_t bad = 0, extra = 0;
     for (size_t i = 0; i < len;) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
         int r = utf8_check(u, len, i);
         if (r > 0) {
             i += (size_t)r;
