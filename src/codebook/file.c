@@ -41,11 +41,11 @@ static alkfw_status get_tensor(const safetensors_file *f, const char *name, safe
 static alkfw_status check_dim(const safetensors_tensor *t, int dim, int64_t want, const char *what,
                               alkfw_error *err)
 {
-    if (t->shape[dim] != want)
-        return error_set(err, ALKFW_ERR_FORMAT,
-                         "tensor '%s' has shape[%d] = %lld (expected %lld, %s)", t->name, dim,
-                         (long long)t->shape[dim], (long long)want, what);
-    return ALKFW_OK;
+    if (t->shape[dim] == want)
+        return ALKFW_OK;
+    error_set(err, ALKFW_ERR_FORMAT, "tensor '%s' has shape[%d] = %lld (expected %lld, %s)",
+              t->name, dim, (long long)t->shape[dim], (long long)want, what);
+    return ALKFW_ERR_FORMAT;
 }
 
 /* Reads dimension `dim` of t as a count in [lo, hi]. */
@@ -53,10 +53,12 @@ static alkfw_status read_dim(const safetensors_tensor *t, int dim, int64_t lo, i
                              const char *what, int *out, alkfw_error *err)
 {
     int64_t v = t->shape[dim];
-    if (v < lo || v > hi)
-        return error_set(err, ALKFW_ERR_FORMAT,
-                         "tensor '%s': %s = %lld is out of range (expected %lld..%lld)", t->name,
-                         what, (long long)v, (long long)lo, (long long)hi);
+    if (v < lo || v > hi) {
+        error_set(err, ALKFW_ERR_FORMAT,
+                  "tensor '%s': %s = %lld is out of range (expected %lld..%lld)", t->name, what,
+                  (long long)v, (long long)lo, (long long)hi);
+        return ALKFW_ERR_FORMAT;
+    }
     *out = (int)v;
     return ALKFW_OK;
 }
@@ -181,8 +183,9 @@ static void copy4(const safetensors_tensor *t, void *dst, size_t count)
 /* Builds a codebook from an open, structurally valid safetensors file. */
 static alkfw_status load_from(const safetensors_file *f, codebook **out, alkfw_error *err)
 {
-    const safetensors_tensor *t_layers, *t_mean, *t_scale, *t_basis, *t_knots, *t_cdf, *t_slope,
-        *t_w, *t_b, *t_alpha;
+    const safetensors_tensor *t_layers = NULL, *t_mean = NULL, *t_scale = NULL, *t_basis = NULL,
+                             *t_knots = NULL, *t_cdf = NULL, *t_slope = NULL, *t_w = NULL,
+                             *t_b = NULL, *t_alpha = NULL;
     alkfw_status st;
     int n_l = 0, hidden = 0, k = 0, K = 0, n_d = 0;
 

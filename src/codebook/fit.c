@@ -427,12 +427,14 @@ typedef struct val_scores {
     int *positive; /* [n] label != benign */
 } val_scores;
 
+/* Releases the arrays of v and empties it, so a second call does nothing. */
 static void val_free(val_scores *v)
 {
     free(v->text);
     free(v->score);
     free(v->means);
     free(v->positive);
+    memset(v, 0, sizeof *v);
 }
 
 /* Screens every validation text with cb. */
