@@ -285,9 +285,9 @@ static alkfw_status encode_pieces(encode_ctx *c, const tokenizer_nstr *ns, size_
         }
         size_t before = c->out.n;
         st = tokenizer_bpe_word(c->tok, &p, ws, p.end[k], &c->scratch, &c->out, err);
-        if (st == ALKFW_OK && cacheable && c->out.n - before == c->scratch.n_last) {
+        if (st == ALKFW_OK && cacheable && c->scratch.n_last > 0 &&
+            c->out.n - before == c->scratch.n_last)
             cache_note(c, w, wn, p.bytelevel, h, c->out.ids + before);
-        }
     }
     tokenizer_pieces_free(&p);
     return st;
