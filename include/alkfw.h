@@ -341,6 +341,99 @@ const char *alkfw_firewall_codebook_id(const alkfw_firewall *fw);
  * not fit, ALKFW_ERR_IO when no candidate exists (buf then holds the last one tried). */
 alkfw_status alkfw_default_model_dir(char *buf, size_t size, alkfw_error *err);
 
+/* -- documents and streams -- */
+
+/* How a long document or a stream is cut into windows (DESIGN §3). */
+typedef struct alkfw_document_options {
+    size_t window;  /* W: positions per window, BOS included; 0 (default): min(2048, the
+                       firewall's max tokens). At most the firewall's max tokens. */
+    double overlap; /* fraction of a window's text tokens shared with the next window, in
+                       [0, 0.9]; default 0.25 (stride 0.75 W) */
+    int n_threads;  /* windows screened at once by alkfw_screen_document; 0 (default): one
+                       per core when the firewall was opened with n_threads 1, else 1 */
+} alkfw_document_options;
+
+/* One window of a document alarm: the bytes [start, end) of the document it covers (start of
+ * its first token, end of its last), its tokens and its own level and score. */
+typedef struct alkfw_window {
+    size_t start;
+    size_t end;
+    size_t first_token; /* index of its first text token among the document's text tokens */
+    size_t n_tokens;    /* positions screened, BOS included */
+    alkfw_level level;
+    double score;
+} alkfw_window;
+
+/* The alarm of a long document or of a stream so far. `alarm` holds the document's scores:
+ * each direction's mean and max are the max over windows (max pooling), the score and level
+ * follow from them, spans and max positions are in document bytes and token indices, n_tokens
+ * counts the document's tokens (one BOS). windows lists every window in document order. A
+ * document of at most W tokens gives exactly the alarm of alkfw_screen and one window. Owned
+ * by the caller: release with alkfw_document_alarm_free. */
+typedef struct alkfw_document_alarm {
+    alkfw_alarm alarm;
+    size_t n_windows;
+    alkfw_window *windows;
+} alkfw_document_alarm;
+
+/* Sets the defaults documented on alkfw_document_options. */
+void alkfw_document_options_init(alkfw_document_options *opts);
+
+/* Screens a document of len bytes window by window (opts NULL: defaults) and fills *out
+ * (release it with alkfw_document_alarm_free, also after an error: it is left empty). Memory
+ * stays bounded by the window and the thread count, not the length. Thread-safe on one
+ * firewall. Errors: ALKFW_ERR_ARGUMENT (bad options, naming the option), the model's and
+ * tokenizer's errors, ALKFW_ERR_NOMEM. */
+alkfw_status alkfw_screen_document(const alkfw_firewall *fw, const char *text, size_t len,
+                                   const alkfw_document_options *opts, alkfw_document_alarm *out,
+                                   alkfw_error *err);
+
+/* Reads up to size bytes into buf; returns the count, 0 at the end, or -1 on a read error. */
+typedef long (*alkfw_read_fn)(void *user, char *buf, size_t size);
+
+/* The same as alkfw_screen_document over a text read piece by piece from read(user, ...), so
+ * the document never has to be in memory at once (peak memory does not grow with its length).
+ * Errors: as alkfw_screen_document, ALKFW_ERR_IO when read returns -1. */
+alkfw_status alkfw_screen_document_read(const alkfw_firewall *fw, alkfw_read_fn read, void *user,
+                                        const alkfw_document_options *opts,
+                                        alkfw_document_alarm *out, alkfw_error *err);
+
+/* Releases what a document alarm owns and empties it. alarm may be NULL. */
+void alkfw_document_alarm_free(alkfw_document_alarm *alarm);
+
+/* The document alarm as JSON: the keys of alkfw_alarm_to_json plus "windows", a list of
+ * {start, end, level, score} in document order. The caller frees *json with free(). Errors:
+ * ALKFW_ERR_NOMEM. */
+alkfw_status alkfw_document_alarm_to_json(const alkfw_document_alarm *alarm, char **json,
+                                          alkfw_error *err);
+
+/* A stream screener: text arrives in chunks split anywhere (inside a UTF-8 sequence, inside a
+ * token); after each chunk it reports the alarm of everything received so far, forwarding only
+ * the new tokens through the model's KV cache. Used by one thread at a time. */
+typedef struct alkfw_stream alkfw_stream;
+
+/* Opens a stream on fw (which must outlive it) with the window settings of opts (NULL:
+ * defaults; n_threads is not used). Errors: ALKFW_ERR_ARGUMENT, ALKFW_ERR_NOMEM. */
+alkfw_status alkfw_stream_open(const alkfw_firewall *fw, const alkfw_document_options *opts,
+                               alkfw_stream **out, alkfw_error *err);
+
+/* Appends len bytes and, when alarm is not NULL, fills it with the alarm of the text so far:
+ * the alarm alkfw_screen_document gives for that text, except that an incomplete UTF-8
+ * sequence at its end is held back until the next chunk completes it. The caller releases
+ * *alarm with alkfw_document_alarm_free. Errors: ALKFW_ERR_ARGUMENT (after finish), the
+ * model's and tokenizer's errors, ALKFW_ERR_NOMEM; after an error the stream can only be
+ * freed. */
+alkfw_status alkfw_stream_push(alkfw_stream *stream, const char *chunk, size_t len,
+                               alkfw_document_alarm *alarm, alkfw_error *err);
+
+/* Ends the text (held-back bytes become U+FFFD) and fills alarm (may be NULL) with the alarm
+ * of the whole text: the alarm of alkfw_screen_document on it. Errors: as alkfw_stream_push. */
+alkfw_status alkfw_stream_finish(alkfw_stream *stream, alkfw_document_alarm *alarm,
+                                 alkfw_error *err);
+
+/* Frees a stream. stream may be NULL. */
+void alkfw_stream_free(alkfw_stream *stream);
+
 /* ==== end section: firewall ==== */
 
 #ifdef __cplusplus
