@@ -4,6 +4,7 @@
  */
 #include "cli/cli.h"
 #include "cli/fw_util.h"
+#include "cli/screen_stream.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -40,7 +41,9 @@ static void screen_usage(FILE *out)
             "  --window N         smoothing window (default: the codebook's)\n"
             "  --max-tokens N     cut longer inputs (default: the model's max positions)\n"
             "  --max-spans N      spans listed per alarm (default 5)\n"
-            "  --plain-specials   treat special-token text in the input as plain text\n");
+            "  --plain-specials   treat special-token text in the input as plain text\n"
+            "  --stream           read stdin as it arrives; one alarm JSON line per piece read\n"
+            "  --stream-window N  stream: tokens per window (default min(2048, max positions))\n");
 }
 
 static int exit_for_level(alkfw_level level)
@@ -272,6 +275,9 @@ int cmd_screen(int argc, char **argv)
 {
     const char *model = NULL, *codebook = NULL;
     int json = 0, jsonl = 0;
+    int stream = 0; /* --stream: see screen_stream.c */
+    alkfw_document_options stream_opts;
+    alkfw_document_options_init(&stream_opts);
     long threads = 0;
     alkfw_options opts;
     alkfw_options_init(&opts);
@@ -289,6 +295,11 @@ int cmd_screen(int argc, char **argv)
             json = 1;
         } else if (strcmp(a, "--jsonl") == 0) {
             jsonl = 1;
+        } else if (strcmp(a, "--stream") == 0) {
+            stream = 1;
+        } else if (strcmp(a, "--stream-window") == 0 && v &&
+                   fwu_parse_long(v, 2, 1L << 20, &n) == 0) {
+            stream_opts.window = (size_t)n, i++;
         } else if (strcmp(a, "--last-token") == 0) {
             opts.last_token = 1;
         } else if (strcmp(a, "--no-smoothing") == 0) {
@@ -329,7 +340,11 @@ int cmd_screen(int argc, char **argv)
         fprintf(stderr, "alkfw screen: --jsonl takes one FILE (or -)\n");
         return CLI_EXIT_USAGE;
     }
-    if (!jsonl && n_text == 0 && isatty(STDIN_FILENO)) {
+    if (stream && (jsonl || n_text > 0)) {
+        fprintf(stderr, "alkfw screen: --stream reads stdin only, without --jsonl\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (!jsonl && !stream && n_text == 0 && isatty(STDIN_FILENO)) {
         screen_usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -345,6 +360,11 @@ int cmd_screen(int argc, char **argv)
         alkfw_firewall_open(model_dir, codebook_path, &opts, &fw, &err) != ALKFW_OK)
         return cli_fail("screen", &err);
 
+    if (stream) {
+        int rc = cli_screen_stream(fw, &stream_opts);
+        alkfw_firewall_free(fw);
+        return rc;
+    }
     if (jsonl) {
         int rc = screen_jsonl(fw, n_text ? argv[first_text] : "-", threads > 0 ? (int)threads : 1);
         alkfw_firewall_free(fw);
