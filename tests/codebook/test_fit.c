@@ -338,6 +338,31 @@ static void bad_fit_inputs_are_refused_with_reasons(void **state)
     free(len);
 }
 
+/* Activations of rank 2 with k = 3: the third coordinate is constant up to rounding, so its
+ * quantile knots tie and must be pushed apart into a valid, strictly increasing spline. */
+static void rank_deficient_activations_still_give_valid_splines(void **state)
+{
+    fit_fixture *fx = *state;
+    size_t N = fx->in.n_tokens;
+    float *acts = malloc(N * 16 * sizeof *acts);
+    for (size_t t = 0; t < N; t++)
+        for (int j = 0; j < 16; j++) {
+            float u = fx->acts[t * 16], v = fx->acts[t * 16 + 1];
+            acts[t * 16 + j] = j % 2 ? u + 0.5f * v : (j == 0 ? u : 2.0f * v - 1.0f);
+        }
+    codebook_fit_input in = fx->in;
+    in.acts = acts;
+    codebook *cb;
+    alkfw_error err;
+    assert_int_equal(codebook_fit(&in, &fx->opts, &cb, &err), ALKFW_OK);
+    assert_int_equal(codebook_validate(cb, &err), ALKFW_OK);
+    for (int r = 0; r <= cb->k; r++)
+        for (int j = 1; j < cb->n_knots; j++)
+            assert_true(cb->knots[r * cb->n_knots + j] > cb->knots[r * cb->n_knots + j - 1]);
+    codebook_free(cb);
+    free(acts);
+}
+
 static void constant_layer_is_refused_as_degenerate(void **state)
 {
     fit_fixture *fx = *state;
@@ -372,6 +397,7 @@ int main(void)
         cmocka_unit_test(fitted_splines_are_increasing_cdfs_with_round_trip_inverse),
         cmocka_unit_test(same_input_and_seed_give_identical_bytes),
         cmocka_unit_test(bad_fit_inputs_are_refused_with_reasons),
+        cmocka_unit_test(rank_deficient_activations_still_give_valid_splines),
         cmocka_unit_test(constant_layer_is_refused_as_degenerate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
