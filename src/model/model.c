@@ -11,8 +11,10 @@
 
 #include "common/error.h"
 #include "model/matmul.h"
+#include "model/pool.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,11 @@ struct alkfw_model {
     matmul_ctx mm;
     size_t max_matrix; /* elements of the largest weight matrix */
     size_t max_vector; /* elements of the largest norm weight or bias */
+    /* One finished session kept for the next alkfw_model_hidden call of the same depth, so
+     * repeated calls skip allocating (and the kernel zeroing) its buffers and starting its
+     * threads. Guarded by spare_lock; the model is otherwise read-only after opening. */
+    pthread_mutex_t spare_lock;
+    model_session *spare;
 };
 
 struct model_session {
@@ -53,6 +60,8 @@ struct model_session {
     float *vbuf; /* one converted norm weight or bias */
     size_t rows; /* rows the activation buffers below hold */
     float *x, *xn, *q, *att, *gate, *up;
+    float *rope_cs; /* [rows][head_dim]: cos, sin of the new positions' angles */
+    model_pool *pool;
     size_t attn_rows; /* query rows of one kv group processed together */
     float *scores;    /* [group * attn_rows][capacity] */
     float *qg, *og;   /* [group * attn_rows][head_dim]: stacked queries and outputs */
@@ -205,6 +214,7 @@ alkfw_status alkfw_model_open(const char *dir, const alkfw_model_options *opts, 
         free(m);
         return error_set(err, ALKFW_ERR_NOMEM, "out of memory opening %s", dir);
     }
+    pthread_mutex_init(&m->spare_lock, NULL);
     alkfw_status st;
     if ((st = matmul_init(opts->backend, opts->n_threads, &m->mm, err)) ||
         (st = model_config_load(dir, &m->cfg, err)) || (st = init_rope(m, err)))
@@ -226,6 +236,8 @@ void alkfw_model_free(alkfw_model *model)
 {
     if (model == NULL)
         return;
+    model_session_free(model->spare);
+    pthread_mutex_destroy(&model->spare_lock);
     safetensors_checkpoint_close(model->ckpt);
     free(model->layers);
     free(model->inv_freq);
@@ -323,6 +335,11 @@ alkfw_status model_session_new(const alkfw_model *model, size_t capacity_tokens,
         return error_set(err, ALKFW_ERR_NOMEM, "out of memory for a %zu-token session",
                          capacity_tokens);
     }
+    alkfw_status st = model_pool_new(model->mm.n_threads, &s->pool, err);
+    if (st != ALKFW_OK) {
+        model_session_free(s);
+        return st;
+    }
     *out = s;
     return ALKFW_OK;
 }
@@ -341,6 +358,8 @@ void model_session_free(model_session *s)
     free(s->att);
     free(s->gate);
     free(s->up);
+    free(s->rope_cs);
+    model_pool_free(s->pool);
     free(s->scores);
     free(s->qg);
     free(s->og);
@@ -376,9 +395,9 @@ static alkfw_status session_reserve(model_session *s, size_t n, alkfw_error *err
     const model_config *c = &s->m->cfg;
     size_t H = (size_t)c->hidden_size, QD = (size_t)c->n_heads * (size_t)c->head_dim;
     size_t I = (size_t)c->intermediate_size;
-    float **bufs[6] = {&s->x, &s->xn, &s->q, &s->att, &s->gate, &s->up};
-    size_t widths[6] = {H, H, QD, QD, I, I};
-    for (int i = 0; i < 6; i++) {
+    float **bufs[7] = {&s->x, &s->xn, &s->q, &s->att, &s->gate, &s->up, &s->rope_cs};
+    size_t widths[7] = {H, H, QD, QD, I, I, (size_t)c->head_dim};
+    for (int i = 0; i < 7; i++) {
         float *p = realloc(*bufs[i], n * widths[i] * sizeof(float));
         if (p == NULL)
             return error_set(err, ALKFW_ERR_NOMEM, "out of memory for %zu activation rows", n);
@@ -392,12 +411,32 @@ static alkfw_status session_reserve(model_session *s, size_t n, alkfw_error *err
 /* the forward pass                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
+/* ---- element-wise steps, shared out over the session's threads ---- */
+
+/* Work below these sizes (elements, or rows) per thread runs on fewer threads. */
+#define PAR_MIN_ELEMS 16384
+#define PAR_MIN_CONVERT 65536
+
+typedef struct convert_job {
+    safetensors_dtype dtype;
+    const uint8_t *src;
+    float *dst;
+} convert_job;
+
+static void convert_share(void *ctx, size_t begin, size_t end)
+{
+    const convert_job *j = ctx;
+    size_t es = safetensors_dtype_size(j->dtype);
+    safetensors_convert_f32(j->dtype, j->src + begin * es, end - begin, j->dst + begin);
+}
+
 /* A weight as F32: in place when stored as aligned F32, else converted into buf. */
-static const float *weight_f32(const safetensors_tensor *t, float *buf)
+static const float *weight_f32(model_session *s, const safetensors_tensor *t, float *buf)
 {
     if (t->dtype == SAFETENSORS_F32 && (uintptr_t)t->data % sizeof(float) == 0)
         return t->data;
-    safetensors_convert_f32(t->dtype, t->data, t->numel, buf);
+    convert_job j = {t->dtype, t->data, buf};
+    model_pool_run(s->pool, convert_share, &j, t->numel, PAR_MIN_CONVERT);
     return buf;
 }
 
@@ -407,11 +446,11 @@ static void linear(model_session *s, const float *x, size_t n, const safetensors
                    const safetensors_tensor *bias, float *out, size_t ldo, int accumulate)
 {
     size_t rows = (size_t)w->shape[0], cols = (size_t)w->shape[1];
-    const float *W = weight_f32(w, s->wbuf);
+    const float *W = weight_f32(s, w, s->wbuf);
     matmul_abt(&s->m->mm, n, rows, cols, 1.0f, x, cols, W, cols, accumulate ? 1.0f : 0.0f, out,
                ldo);
     if (bias != NULL) {
-        const float *b = weight_f32(bias, s->vbuf);
+        const float *b = weight_f32(s, bias, s->vbuf);
         for (size_t t = 0; t < n; t++) {
             float *o = out + t * ldo;
             for (size_t j = 0; j < rows; j++)
@@ -459,42 +498,54 @@ static float sum_floats(const float *v, size_t n)
     return s;
 }
 
+typedef struct norm_job {
+    const float *x;
+    float *out;
+    const float *g;
+    size_t H;
+    float eps;
+} norm_job;
+
+static void norm_share(void *ctx, size_t begin, size_t end)
+{
+    const norm_job *j = ctx;
+    size_t H = j->H;
+    for (size_t t = begin; t < end; t++) {
+        const float *xt = j->x + t * H;
+        float *ot = j->out + t * H;
+        double ss = 0;
+        for (size_t i = 0; i < H; i++)
+            ss += (double)xt[i] * xt[i];
+        float inv = 1.0f / sqrtf((float)(ss / (double)H) + j->eps);
+        for (size_t i = 0; i < H; i++)
+            ot[i] = j->g[i] * (xt[i] * inv);
+    }
+}
+
 /* RMSNorm of n rows of width H: out = w * (x / sqrt(mean(x^2) + eps)). */
 static void rmsnorm(model_session *s, const float *x, size_t n, const safetensors_tensor *w,
                     float *out)
 {
     size_t H = (size_t)s->m->cfg.hidden_size;
-    const float *g = weight_f32(w, s->vbuf);
-    float eps = (float)s->m->cfg.rms_norm_eps;
-    for (size_t t = 0; t < n; t++) {
-        const float *xt = x + t * H;
-        float *ot = out + t * H;
-        double ss = 0;
-        for (size_t i = 0; i < H; i++)
-            ss += (double)xt[i] * xt[i];
-        float inv = 1.0f / sqrtf((float)(ss / (double)H) + eps);
-        for (size_t i = 0; i < H; i++)
-            ot[i] = g[i] * (xt[i] * inv);
-    }
+    norm_job j = {x, out, weight_f32(s, w, s->vbuf), H, (float)s->m->cfg.rms_norm_eps};
+    model_pool_run(s->pool, norm_share, &j, n, PAR_MIN_ELEMS / H + 1);
 }
 
-/* Rotates n_heads heads of head_dim in each of n rows (row stride ld) by their positions
- * pos0, pos0+1, ... in the rotate-half layout: the pair (i, i + head_dim/2) turns by angle
- * position * inv_freq[i]. */
-static void rope(const alkfw_model *m, float *x, size_t n, size_t ld, int n_heads, size_t pos0,
-                 float *cs)
+typedef struct rope_job {
+    float *x;
+    size_t ld;
+    int n_heads, hd;
+    const float *cs; /* [n][hd]: cos of the half angles, then sin */
+} rope_job;
+
+static void rope_share(void *ctx, size_t begin, size_t end)
 {
-    int hd = m->cfg.head_dim, half = hd / 2;
-    float *cosv = cs, *sinv = cs + half;
-    for (size_t t = 0; t < n; t++) {
-        float p = (float)(pos0 + t);
-        for (int i = 0; i < half; i++) {
-            float a = p * m->inv_freq[i];
-            cosv[i] = cosf(a);
-            sinv[i] = sinf(a);
-        }
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + t * ld + (size_t)h * (size_t)hd;
+    const rope_job *j = ctx;
+    int half = j->hd / 2;
+    for (size_t t = begin; t < end; t++) {
+        const float *cosv = j->cs + t * (size_t)j->hd, *sinv = cosv + half;
+        for (int h = 0; h < j->n_heads; h++) {
+            float *v = j->x + t * j->ld + (size_t)h * (size_t)j->hd;
             for (int i = 0; i < half; i++) {
                 float x1 = v[i], x2 = v[i + half];
                 v[i] = x1 * cosv[i] - x2 * sinv[i];
@@ -502,6 +553,70 @@ static void rope(const alkfw_model *m, float *x, size_t n, size_t ld, int n_head
             }
         }
     }
+}
+
+/* Fills s->rope_cs for the n new positions: angle = position * inv_freq[i] in float32, then
+ * its cosine and sine, as transformers computes its RoPE tables. */
+static void rope_tables(model_session *s, size_t n)
+{
+    const alkfw_model *m = s->m;
+    int hd = m->cfg.head_dim, half = hd / 2;
+    for (size_t t = 0; t < n; t++) {
+        float p = (float)(s->length + t);
+        float *cs = s->rope_cs + t * (size_t)hd;
+        for (int i = 0; i < half; i++) {
+            float a = p * m->inv_freq[i];
+            cs[i] = cosf(a);
+            cs[half + i] = sinf(a);
+        }
+    }
+}
+
+/* Rotates n_heads heads of head_dim in each of n rows (row stride ld) by their positions in
+ * the rotate-half layout: the pair (i, i + head_dim/2) turns by position * inv_freq[i]. */
+static void rope(model_session *s, float *x, size_t n, size_t ld, int n_heads)
+{
+    rope_job j = {x, ld, n_heads, s->m->cfg.head_dim, s->rope_cs};
+    model_pool_run(s->pool, rope_share, &j, n, 16);
+}
+
+typedef struct softmax_job {
+    float *scores;
+    size_t cols, rb, vis0; /* row r sees keys 0..vis0 + r % rb */
+} softmax_job;
+
+/* Softmax over the visible keys of each row; later keys get weight 0. */
+static void softmax_share(void *ctx, size_t begin, size_t end)
+{
+    const softmax_job *j = ctx;
+    for (size_t r = begin; r < end; r++) {
+        float *row = j->scores + r * j->cols;
+        size_t vis = j->vis0 + r % j->rb + 1;
+        float mx = row[0];
+        for (size_t k = 1; k < vis; k++)
+            mx = row[k] > mx ? row[k] : mx;
+        for (size_t k = 0; k < vis; k++)
+            row[k] = exp_approx(row[k] - mx);
+        float inv = 1.0f / sum_floats(row, vis);
+        for (size_t k = 0; k < vis; k++)
+            row[k] *= inv;
+        memset(row + vis, 0, (j->cols - vis) * sizeof(float));
+    }
+}
+
+typedef struct silu_job {
+    float *gate;
+    const float *up;
+} silu_job;
+
+/* gate = SiLU(gate) * up */
+static void silu_share(void *ctx, size_t begin, size_t end)
+{
+    const silu_job *j = ctx;
+    float *g = j->gate;
+    const float *u = j->up;
+    for (size_t i = begin; i < end; i++)
+        g[i] = g[i] / (1.0f + exp_approx(-g[i])) * u[i];
 }
 
 /* Causal attention of the n new queries (positions len..len+n-1) of every head against the
@@ -532,21 +647,9 @@ static void attention(model_session *s, int l, size_t n)
             matmul_abt(&s->m->mm, group * rb, cols, hd, scale, s->qg, hd, K + g * hd, KD, 0.0f,
                        s->scores, cols);
 
-            /* softmax over the visible keys of each row; later keys get weight 0 */
-            for (size_t r = 0; r < group * rb; r++) {
-                float *row = s->scores + r * cols;
-                size_t vis = s->length + r0 + r % rb + 1;
-                float mx = row[0];
-                for (size_t j = 1; j < vis; j++)
-                    mx = row[j] > mx ? row[j] : mx;
-                for (size_t j = 0; j < vis; j++)
-                    row[j] = exp_approx(row[j] - mx);
-                float sum = sum_floats(row, vis);
-                float inv = 1.0f / sum;
-                for (size_t j = 0; j < vis; j++)
-                    row[j] *= inv;
-                memset(row + vis, 0, (cols - vis) * sizeof(float));
-            }
+            /* softmax over the visible keys of each row */
+            softmax_job sj = {s->scores, cols, rb, s->length + r0};
+            model_pool_run(s->pool, softmax_share, &sj, group * rb, PAR_MIN_ELEMS / cols + 1);
 
             /* weighted values, scattered back to the heads' columns */
             matmul_ab(&s->m->mm, group * rb, hd, cols, s->scores, cols, V + g * hd, KD, s->og, hd);
@@ -589,8 +692,8 @@ static void block(model_session *s, int l, size_t n)
     linear(s, s->xn, n, L->wv, L->bv, vc, KD, 0);
 
     /* rotary position embeddings on q and k */
-    rope(s->m, s->q, n, QD, c->n_heads, s->length, s->vbuf);
-    rope(s->m, kc, n, KD, c->n_kv_heads, s->length, s->vbuf);
+    rope(s, s->q, n, QD, c->n_heads);
+    rope(s, kc, n, KD, c->n_kv_heads);
 
     /* causal grouped-query attention */
     attention(s, l, n);
@@ -604,10 +707,8 @@ static void block(model_session *s, int l, size_t n)
     /* gate and up projections, SiLU(gate) * up */
     linear(s, s->xn, n, L->w_gate, L->b_gate, s->gate, I, 0);
     linear(s, s->xn, n, L->w_up, L->b_up, s->up, I, 0);
-    for (size_t i = 0; i < n * I; i++) {
-        float g = s->gate[i];
-        s->gate[i] = g / (1.0f + exp_approx(-g)) * s->up[i];
-    }
+    silu_job fj = {s->gate, s->up};
+    model_pool_run(s->pool, silu_share, &fj, n * I, PAR_MIN_ELEMS);
 
     /* down projection and residual connection */
     linear(s, s->gate, n, L->w_down, L->b_down, s->x, H, 1);
@@ -644,6 +745,7 @@ alkfw_status model_session_forward(model_session *s, const int32_t *ids, size_t 
     alkfw_status st = session_reserve(s, n_new, err);
     if (st != ALKFW_OK)
         return st;
+    rope_tables(s, n_new);
 
     /* token embeddings */
     size_t H = (size_t)c->hidden_size;
@@ -694,11 +796,29 @@ alkfw_status alkfw_model_hidden(const alkfw_model *model, const int32_t *ids, si
         return error_set(err, ALKFW_ERR_LIMIT,
                          "%zu tokens exceed the model's max_position_embeddings (%d)", n_tokens,
                          model->cfg.max_positions);
+    /* take the spare session when it fits, else make one */
+    alkfw_model *m = (alkfw_model *)model; /* only the spare slot changes, under its lock */
     model_session *s = NULL;
-    alkfw_status st = model_session_new(model, n_tokens, deepest, &s, err);
+    pthread_mutex_lock(&m->spare_lock);
+    if (m->spare != NULL && m->spare->depth == deepest && m->spare->capacity >= n_tokens) {
+        s = m->spare;
+        m->spare = NULL;
+    }
+    pthread_mutex_unlock(&m->spare_lock);
+    alkfw_status st = ALKFW_OK;
+    if (s == NULL)
+        st = model_session_new(model, n_tokens, deepest, &s, err);
     if (st != ALKFW_OK)
         return st;
+
     st = model_session_forward(s, ids, n_tokens, indices, n_indices, out, err);
-    model_session_free(s);
+
+    /* keep the most recent session as the spare */
+    model_session_truncate(s, 0);
+    pthread_mutex_lock(&m->spare_lock);
+    model_session *old = m->spare;
+    m->spare = s;
+    pthread_mutex_unlock(&m->spare_lock);
+    model_session_free(old);
     return st;
 }
