@@ -25,6 +25,7 @@ Usage: /usr/bin/python3 tools/gen_model_fixtures.py [OUT_DIR]
        (default tests/fixtures/models; deterministic for the fixed seeds below)
 """
 import json
+import math
 import os
 import struct
 import sys
@@ -117,6 +118,28 @@ def rope_cos_sin(cfg, T):
     hd = cfg.get("head_dim", cfg["hidden_size"] // nh)
     theta = float(cfg.get("rope_theta", 10000.0))
     inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("rope_type", rs.get("type")) == "linear":
+        # transformers' _compute_linear_scaling_rope_parameters
+        inv_freq = inv_freq / rs["factor"]
+    elif rs and rs.get("rope_type", rs.get("type")) == "llama3":
+        # transformers' _compute_llama3_parameters, float32 tensors throughout
+        factor = rs["factor"]
+        low_freq_factor = rs["low_freq_factor"]
+        high_freq_factor = rs["high_freq_factor"]
+        old_context_len = rs["original_max_position_embeddings"]
+        low_freq_wavelen = old_context_len / low_freq_factor
+        high_freq_wavelen = old_context_len / high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+        smooth_factor = (old_context_len / wavelen - low_freq_factor) / (
+            high_freq_factor - low_freq_factor)
+        smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + \
+            smooth_factor * inv_freq_llama
+        is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+        inv_freq = torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+    elif rs and rs.get("rope_type", rs.get("type")) not in (None, "default"):
+        raise ValueError(f"rope_scaling {rs} not implemented here")
     pos = torch.arange(T, dtype=torch.int64).float()
     freqs = pos[:, None] * inv_freq[None, :]  # float32, as transformers does
     emb = torch.cat((freqs, freqs), dim=-1)
@@ -218,6 +241,19 @@ MODELS = [
         num_attention_heads=5, num_key_value_heads=5, num_hidden_layers=2, vocab_size=53,
         max_position_embeddings=32, rms_norm_eps=1e-5, rope_theta=10000.0,
         attention_bias=True, mlp_bias=True, tie_word_embeddings=True), "F32", 1, 6, 32),
+    ("llama_rope_llama3", base_config(
+        "LlamaForCausalLM", "llama", hidden_size=64, intermediate_size=96,
+        num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2, vocab_size=71,
+        max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=10000.0,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 256},
+        tie_word_embeddings=True), "F32", 1, 7, 300),
+    ("llama_rope_linear", base_config(
+        "LlamaForCausalLM", "llama", hidden_size=48, intermediate_size=64,
+        num_attention_heads=3, num_key_value_heads=3, num_hidden_layers=2, vocab_size=59,
+        max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
+        rope_scaling={"type": "linear", "factor": 2.0}, tie_word_embeddings=True),
+        "F32", 1, 8, 40),
 ]
 
 

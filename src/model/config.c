@@ -121,6 +121,58 @@ static alkfw_status detect_arch(const cJSON *root, model_config *c, alkfw_error 
     return error_set(err, ALKFW_ERR_FORMAT, "missing model_type and architectures");
 }
 
+/* Reads rope_scaling: absent, null or "default" is plain RoPE; "linear" and "llama3" are
+ * implemented; anything else is an error naming the type. */
+static alkfw_status parse_rope_scaling(const cJSON *root, model_config *c, alkfw_error *err)
+{
+    c->rope_scaling = MODEL_ROPE_DEFAULT;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (rs == NULL || cJSON_IsNull(rs))
+        return ALKFW_OK;
+    if (!cJSON_IsObject(rs))
+        return error_set(err, ALKFW_ERR_FORMAT, "rope_scaling is not an object");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (type == NULL)
+        type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (!cJSON_IsString(type))
+        return error_set(err, ALKFW_ERR_FORMAT, "rope_scaling has no rope_type");
+    const char *t = type->valuestring;
+    alkfw_status st;
+    if (strcmp(t, "default") == 0)
+        return ALKFW_OK;
+    if (strcmp(t, "linear") == 0) {
+        c->rope_scaling = MODEL_ROPE_LINEAR;
+        if ((st = get_positive(rs, "factor", -1, &c->rope_factor, err)))
+            return err ? error_prefix(err, "rope_scaling") : st;
+        if (c->rope_factor < 0)
+            return error_set(err, ALKFW_ERR_FORMAT, "rope_scaling: missing factor");
+        return ALKFW_OK;
+    }
+    if (strcmp(t, "llama3") == 0) {
+        c->rope_scaling = MODEL_ROPE_LLAMA3;
+        if ((st = get_positive(rs, "factor", -1, &c->rope_factor, err)) ||
+            (st = get_positive(rs, "low_freq_factor", -1, &c->rope_low_freq_factor, err)) ||
+            (st = get_positive(rs, "high_freq_factor", -1, &c->rope_high_freq_factor, err)) ||
+            (st = get_positive(rs, "original_max_position_embeddings", -1,
+                               &c->rope_original_max_positions, err)))
+            return err ? error_prefix(err, "rope_scaling") : st;
+        if (c->rope_factor < 0 || c->rope_low_freq_factor < 0 || c->rope_high_freq_factor < 0 ||
+            c->rope_original_max_positions < 0)
+            return error_set(err, ALKFW_ERR_FORMAT,
+                             "rope_scaling: llama3 needs factor, low_freq_factor, "
+                             "high_freq_factor and original_max_position_embeddings");
+        if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
+            return error_set(err, ALKFW_ERR_FORMAT,
+                             "rope_scaling: high_freq_factor must exceed low_freq_factor");
+        return ALKFW_OK;
+    }
+    /* LIMIT: dynamic, yarn, longrope and the other scaled variants are not implemented. */
+    return error_set(err, ALKFW_ERR_UNSUPPORTED,
+                     "rope_scaling type '%.32s' is not supported (default, linear and llama3 "
+                     "are)",
+                     t);
+}
+
 /* Rejects options that change the computation in ways not implemented here. */
 static alkfw_status check_unsupported(const cJSON *root, const model_config *c, alkfw_error *err)
 {
@@ -129,21 +181,6 @@ static alkfw_status check_unsupported(const cJSON *root, const model_config *c, 
         !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
         return error_set(err, ALKFW_ERR_UNSUPPORTED,
                          "hidden_act must be \"silu\" (the only activation implemented)");
-
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (rs != NULL && !cJSON_IsNull(rs)) {
-        if (!cJSON_IsObject(rs))
-            return error_set(err, ALKFW_ERR_FORMAT, "rope_scaling is not an object");
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-        if (type == NULL)
-            type = cJSON_GetObjectItemCaseSensitive(rs, "type");
-        /* LIMIT: only unscaled RoPE is implemented; linear, dynamic, llama3, yarn and the
-         * other scaled variants are rejected at load time. */
-        if (!cJSON_IsString(type) || strcmp(type->valuestring, "default") != 0)
-            return error_set(err, ALKFW_ERR_UNSUPPORTED,
-                             "rope_scaling type '%.32s' is not supported (only unscaled RoPE)",
-                             cJSON_IsString(type) ? type->valuestring : "?");
-    }
 
     int flag = 0;
     alkfw_status st = get_bool(root, "rope_interleaved", 0, &flag, err);
@@ -242,6 +279,7 @@ static alkfw_status parse_root(const cJSON *root, model_config *c, alkfw_error *
         (st = get_int(root, "max_position_embeddings", def_max_pos, 1, MAX_POSITIONS,
                       &c->max_positions, err)) ||
         (st = get_positive(root, "rope_theta", 10000.0, &c->rope_theta, err)) ||
+        (st = parse_rope_scaling(root, c, err)) ||
         (st = get_positive(root, "rms_norm_eps", 1e-6, &c->rms_norm_eps, err)) ||
         (st = get_bool(root, "tie_word_embeddings", 0, &c->tied_embeddings, err)))
         return st;

@@ -16,6 +16,13 @@
 
 typedef enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_MISTRAL, MODEL_ARCH_QWEN2 } model_arch;
 
+/* rope_scaling types implemented (transformers' names). */
+typedef enum model_rope_scaling {
+    MODEL_ROPE_DEFAULT, /* none, or rope_type "default" */
+    MODEL_ROPE_LINEAR,  /* inv_freq / factor */
+    MODEL_ROPE_LLAMA3   /* Llama 3.1's frequency-dependent scaling */
+} model_rope_scaling;
+
 typedef struct model_config {
     char architecture[64]; /* architectures[0], or the family's class name when absent */
     model_arch arch;
@@ -28,6 +35,11 @@ typedef struct model_config {
     int vocab_size;
     int max_positions;
     double rope_theta;
+    model_rope_scaling rope_scaling;
+    double rope_factor;                 /* linear, llama3 */
+    double rope_low_freq_factor;        /* llama3 */
+    double rope_high_freq_factor;       /* llama3 */
+    double rope_original_max_positions; /* llama3: original_max_position_embeddings */
     double rms_norm_eps;
     int tied_embeddings;
     int qkv_bias; /* q_proj, k_proj, v_proj carry biases */

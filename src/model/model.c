@@ -174,18 +174,44 @@ static alkfw_status bind_weights(alkfw_model *m, alkfw_error *err)
     return ALKFW_OK;
 }
 
-/* inv_freq[i] = 1 / theta^(2i / head_dim), each step rounded to float32 like transformers'
- * default RoPE initialisation. */
+/* inv_freq[i] = 1 / theta^(2i / head_dim), then the rope_scaling adjustment, each step in
+ * float32 and in the order of transformers' RoPE initialisation functions, so the angles
+ * agree with its to the last bit where the platform's powf does. */
 static alkfw_status init_rope(alkfw_model *m, alkfw_error *err)
 {
-    int half = m->cfg.head_dim / 2;
+    const model_config *c = &m->cfg;
+    int half = c->head_dim / 2;
     m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
     if (m->inv_freq == NULL)
         return error_set(err, ALKFW_ERR_NOMEM, "out of memory");
-    float base = (float)m->cfg.rope_theta;
+    float base = (float)c->rope_theta;
     for (int i = 0; i < half; i++) {
-        float expo = (float)(2 * i) / (float)m->cfg.head_dim;
+        float expo = (float)(2 * i) / (float)c->head_dim;
         m->inv_freq[i] = 1.0f / powf(base, expo);
+    }
+
+    if (c->rope_scaling == MODEL_ROPE_LINEAR) {
+        for (int i = 0; i < half; i++)
+            m->inv_freq[i] /= (float)c->rope_factor;
+    } else if (c->rope_scaling == MODEL_ROPE_LLAMA3) {
+        /* low frequencies (long wavelengths) are divided by factor, high ones kept, and the
+         * band between interpolated smoothly */
+        float factor = (float)c->rope_factor;
+        float low = (float)c->rope_low_freq_factor;
+        float old_len = (float)c->rope_original_max_positions;
+        float low_wavelen = (float)(c->rope_original_max_positions / c->rope_low_freq_factor);
+        float high_wavelen = (float)(c->rope_original_max_positions / c->rope_high_freq_factor);
+        float span = (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+        float two_pi = (float)(2.0 * 3.14159265358979323846);
+        for (int i = 0; i < half; i++) {
+            float f = m->inv_freq[i];
+            float wavelen = two_pi / f;
+            float scaled = wavelen > low_wavelen ? f / factor : f;
+            float smooth = (old_len / wavelen - low) / span;
+            float smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
+            int medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+            m->inv_freq[i] = medium ? smoothed : scaled;
+        }
     }
     return ALKFW_OK;
 }

@@ -2,7 +2,7 @@
  * test_fixture_models.c - hidden states of the small random models in
  * tests/fixtures/models/ (made by tools/gen_model_fixtures.py) agree with their PyTorch
  * reference: GQA ratios 1 and 3, MQA, untied embeddings, Qwen2 and Llama biases, F16 and
- * BF16 weights, explicit head_dim, sharded weights, odd sizes.
+ * BF16 weights, explicit head_dim, sharded weights, odd sizes, llama3 and linear RoPE scaling.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -151,6 +151,20 @@ static void llama_attention_and_mlp_biases_match_reference(void **state)
     check_model("llama_biases_f32", ALKFW_BACKEND_AUTO, NULL, NULL);
 }
 
+static void llama3_rope_scaling_matches_reference(void **state)
+{
+    (void)state;
+    /* 300 positions: angles up to 300 rad test the float32 RoPE tables, and the wavelengths
+     * straddle all three bands of the llama3 rule (kept, smoothed, divided) */
+    check_model("llama_rope_llama3", ALKFW_BACKEND_AUTO, NULL, NULL);
+}
+
+static void linear_rope_scaling_matches_reference(void **state)
+{
+    (void)state;
+    check_model("llama_rope_linear", ALKFW_BACKEND_AUTO, NULL, NULL);
+}
+
 static void portable_c_backend_matches_reference(void **state)
 {
     (void)state;
@@ -168,6 +182,8 @@ int main(void)
         cmocka_unit_test(qwen2_qkv_biases_match_reference),
         cmocka_unit_test(mistral_sharded_odd_sizes_match_reference),
         cmocka_unit_test(llama_attention_and_mlp_biases_match_reference),
+        cmocka_unit_test(llama3_rope_scaling_matches_reference),
+        cmocka_unit_test(linear_rope_scaling_matches_reference),
         cmocka_unit_test(portable_c_backend_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,10 +125,16 @@ static void config_inconsistent_heads_are_errors(void **state)
 static void config_unsupported_options_name_the_key(void **state)
 {
     (void)state;
-    expect_config("\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}",
-                  ALKFW_ERR_UNSUPPORTED, "rope_scaling type 'llama3'");
-    expect_config("\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}", ALKFW_ERR_UNSUPPORTED,
-                  "rope_scaling type 'linear'");
+    expect_config("\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":8.0}", ALKFW_ERR_UNSUPPORTED,
+                  "rope_scaling type 'yarn'");
+    expect_config("\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}", ALKFW_ERR_UNSUPPORTED,
+                  "rope_scaling type 'dynamic'");
+    expect_config("\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}", ALKFW_ERR_FORMAT,
+                  "llama3 needs factor, low_freq_factor");
+    expect_config("\"rope_scaling\":{\"type\":\"linear\",\"factor\":-2}", ALKFW_ERR_FORMAT,
+                  "rope_scaling: factor is not a positive number");
+    expect_config("\"rope_scaling\":{\"factor\":2}", ALKFW_ERR_FORMAT,
+                  "rope_scaling has no rope_type");
     expect_config("\"hidden_act\":\"gelu\"", ALKFW_ERR_UNSUPPORTED, "hidden_act");
     expect_config("\"rope_interleaved\":true", ALKFW_ERR_UNSUPPORTED, "rope_interleaved");
     expect_config("\"partial_rotary_factor\":0.5", ALKFW_ERR_UNSUPPORTED, "partial_rotary_factor");
