@@ -149,7 +149,9 @@ typedef enum alkfw_backend {
 } alkfw_backend;
 
 typedef struct alkfw_model_options {
-    int n_threads;         /* threads for matrix products; 0 = the number of cores */
+    int n_threads;         /* threads for matrix products and element-wise steps; 0 = the
+                              number of cores. OpenBLAS keeps one thread count per process:
+                              a positive value here sets it for every model of the process */
     alkfw_backend backend; /* default ALKFW_BACKEND_AUTO */
 } alkfw_model_options;
 
@@ -170,6 +172,11 @@ typedef struct alkfw_model_info {
 
 void alkfw_model_options_init(alkfw_model_options *opts);
 
+/* Opens the model in dir (opts NULL = defaults): parses config.json, maps the weights and
+ * checks every tensor the config implies (name, shape, dtype F32/F16/BF16) without reading
+ * weight data. Errors: ALKFW_ERR_IO, ALKFW_ERR_FORMAT (malformed config or weights, naming
+ * the key or tensor), ALKFW_ERR_UNSUPPORTED (an architecture or option not implemented,
+ * naming the key), ALKFW_ERR_BACKEND (a backend not built in), ALKFW_ERR_NOMEM. */
 alkfw_status alkfw_model_open(const char *dir, const alkfw_model_options *opts,
                               alkfw_model **out, alkfw_error *err);
 void alkfw_model_free(alkfw_model *model);
@@ -179,7 +186,11 @@ void alkfw_model_get_info(const alkfw_model *model, alkfw_model_info *out);
  * convention: 0 = embedding output, i = residual after block i, n_layers = after the final
  * RMSNorm) for n_tokens ids at positions 0..n_tokens-1. Runs only as deep as the deepest
  * index. out has room for n_indices * n_tokens * hidden_size floats, laid out
- * [index][position][hidden] in the order indices are given. */
+ * [index][position][hidden] in the order indices are given (repeats allowed). n_tokens or
+ * n_indices 0 does nothing. Errors: ALKFW_ERR_ARGUMENT (an id outside the vocabulary, an
+ * index outside 0..n_layers, naming it), ALKFW_ERR_LIMIT (more than max_position_embeddings
+ * tokens), ALKFW_ERR_NOMEM. The model keeps the buffers of its last call for the next one
+ * until alkfw_model_free. */
 alkfw_status alkfw_model_hidden(const alkfw_model *model, const int32_t *ids, size_t n_tokens,
                                 const int *indices, size_t n_indices, float *out,
                                 alkfw_error *err);
