@@ -180,7 +180,9 @@ static size_t commit_count(const doc_tok *dt)
         size_t b = dt->tail_spans[j].start;
         if (b > limit)
             break;
-        if (b < dt->tail_spans[j - 1].end || b <= dt->lo)
+        /* every final token must start before lo and every tail token at or after it (a
+         * token with an empty span, like the "▁" a normalizer prepends, counts by its start) */
+        if (b < dt->tail_spans[j - 1].end || dt->tail_spans[j - 1].start >= b || b <= dt->lo)
             continue;
         if (boundary_at_space(dt, b))
             good = j;
