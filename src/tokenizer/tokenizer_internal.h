@@ -86,6 +86,9 @@ int tokenizer_is_number(int32_t cp);
 /* Rust's char::is_alphanumeric: Alphabetic or Numeric (approximated by L*, Nl, N*). */
 int tokenizer_is_alnum(int32_t cp);
 
+/* The length of the longest prefix of text[0..len) that is valid UTF-8. */
+size_t tokenizer_utf8_valid_prefix(const char *text, size_t len);
+
 /* Replaces invalid UTF-8 in text[0..len) by U+FFFD, one per maximal ill-formed subpart (the
  * rule of Rust's from_utf8_lossy and of the WHATWG decoder). *out receives a malloc'd copy
  * (NUL-terminated) and *map, when the input was not valid, a malloc'd array of out_len + 1

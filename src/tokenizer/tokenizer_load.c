@@ -682,6 +682,7 @@ static alkfw_status parse_added(const cJSON *list, alkfw_tokenizer *tok, int32_t
         t->content = dup_bytes(content, t->len);
         if (t->content == NULL)
             return nomem(err);
+        tok->n_added++; /* owned from here on, even if a flag below is malformed */
         t->special = json_bool(a, "special", 0);
         t->lstrip = json_bool(a, "lstrip", 0);
         t->rstrip = json_bool(a, "rstrip", 0);
@@ -693,7 +694,6 @@ static alkfw_status parse_added(const cJSON *list, alkfw_tokenizer *tok, int32_t
                              "tokenizer.json: added_tokens[%zu] flags must be booleans", i);
         if (t->id > *max_id)
             *max_id = t->id;
-        tok->n_added++;
     }
     return ALKFW_OK;
 }
@@ -800,6 +800,13 @@ alkfw_status alkfw_tokenizer_load_buffer(const char *json, size_t len, alkfw_tok
     if (out == NULL || (json == NULL && len > 0))
         return error_set(err, ALKFW_ERR_ARGUMENT, "tokenizer: NULL argument");
     *out = NULL;
+
+    /* Every string of the file ends up matched by UTF-mode regexes, so the file must be
+     * UTF-8, as JSON requires (the reference library refuses other files too). */
+    size_t valid = tokenizer_utf8_valid_prefix(json ? json : "", len);
+    if (valid < len)
+        return error_set(err, ALKFW_ERR_FORMAT, "tokenizer.json: byte %zu is not valid UTF-8",
+                         valid);
     cJSON *root = cJSON_ParseWithLength(json ? json : "", len);
     if (root == NULL)
         return error_set(err, ALKFW_ERR_FORMAT, "tokenizer.json: not valid JSON");

@@ -346,6 +346,23 @@ static int utf8_check(const uint8_t *u, size_t len, size_t i)
 }
 
 /* See tokenizer_internal.h. */
+size_t tokenizer_utf8_valid_prefix(const char *text, size_t len)
+{
+    const uint8_t *u = (const uint8_t *)text;
+    for (size_t i = 0; i < len;) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        int r = utf8_check(u, len, i);
+        if (r < 0)
+            return i;
+        i += (size_t)r;
+    }
+    return len;
+}
+
+/* See tokenizer_internal.h. */
 int tokenizer_sanitize(const char *text, size_t len, char **out, size_t *out_len, size_t **map0,
                        size_t **map1, size_t *n_replaced)
 {

@@ -454,6 +454,7 @@ static void loader_errors_name_what_is_wrong(void **state)
 {
     (void)state;
     expect_load_error("{", ALKFW_ERR_FORMAT, "not valid JSON");
+    expect_load_error("{\"model\": \"\xC3(\"}", ALKFW_ERR_FORMAT, "byte 11 is not valid UTF-8");
     expect_load_error("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", ALKFW_ERR_UNSUPPORTED,
                       "model type 'WordPiece'");
     char *j = make_json("", ABC_VOCAB, "\"a b\",\"a zz\"", "");
