@@ -357,7 +357,7 @@ static int write_roc_svg(const char *path, const eval_data *e, double auc, const
             "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
             W, H, W, H);
     fprintf(f,
-            "<text x=\"%.0f\" y=\"28\" text-anchor=\"middle\" font-size=\"15\">%.60s "
+            "<text x=\"%.0f\" y=\"28\" text-anchor=\"middle\" font-size=\"12\">ROC of %.48s "
             "(AUC %.4f, %zu texts)</text>\n",
             W / 2, title, auc, e->n);
     for (int i = 0; i <= 5; i++) {

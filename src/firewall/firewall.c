@@ -35,6 +35,10 @@ void alkfw_options_init(alkfw_options *opts)
 
 void firewall_model_id(const char *model_dir, char *out, size_t size)
 {
+    /* "." or "../x/" name the directory through its real path */
+    char real[PATH_MAX];
+    if (realpath(model_dir, real) != NULL)
+        model_dir = real;
     size_t len = strlen(model_dir);
     while (len > 1 && model_dir[len - 1] == '/')
         len--;
@@ -42,7 +46,7 @@ void firewall_model_id(const char *model_dir, char *out, size_t size)
     while (start > 0 && model_dir[start - 1] != '/')
         start--;
     size_t n = len - start;
-    if (n == 0 || (n == 1 && model_dir[start] == '.')) {
+    if (n == 0 || (n == 1 && model_dir[start] == '/')) {
         snprintf(out, size, "%s", "model");
         return;
     }

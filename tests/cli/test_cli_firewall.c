@@ -214,6 +214,7 @@ static char *slurp(const char *path, size_t *len)
     fseek(f, 0, SEEK_SET);
     char *b = malloc(*len + 1);
     assert_int_equal(fread(b, 1, *len, f), *len);
+    b[*len] = '\0';
     fclose(f);
     return b;
 }

@@ -70,7 +70,10 @@ static alkfw_firewall *open_reference(const alkfw_options *opts)
 /* Compares the alarm of every reference text in one mode with the numpy expectations. */
 static void check_mode(const char *mode, const alkfw_options *opts)
 {
-    cJSON *exp = cJSON_Parse(read_file(FIXTURES "/reference_expected.json", NULL));
+    char *text_json = read_file(FIXTURES "/reference_expected.json", NULL);
+    assert_non_null(text_json);
+    cJSON *exp = cJSON_Parse(text_json);
+    free(text_json);
     assert_non_null(exp);
     alkfw_firewall *fw = open_reference(opts);
     const cJSON *c;
