@@ -81,8 +81,9 @@ static void print_human(const alkfw_alarm *a, const char *text, size_t len, int 
             fwu_print_escaped(stdout, text + s->start, s->end - s->start, 80);
         printf("\"\n");
     }
-    printf("  tokens %zu%s, special tokens in text %zu, replaced bytes %zu, %.1f ms\n", a->n_tokens,
-           a->truncated ? " (truncated)" : "", a->n_special_tokens, a->n_replaced, a->elapsed_ms);
+    printf("  tokens %zu%s, special tokens in text %zu, invalid UTF-8 replaced %zu, %.1f ms\n",
+           a->n_tokens, a->truncated ? " (truncated)" : "", a->n_special_tokens, a->n_replaced,
+           a->elapsed_ms);
     if (is_default)
         printf("  note: this is the embedded stories260k detector (260K parameters, trained on\n"
                "        children's stories), shipped so the firewall works offline. A production\n"
