@@ -226,8 +226,9 @@ static alkfw_status commit(doc_tok *dt, size_t j, alkfw_error *err)
     size_t new_lo = j < dt->n_tail ? dt->tail_spans[j].start : dt->usable;
     if (new_lo < dt->lo)
         new_lo = dt->lo;
-    dt->n_replaced_final +=
-        utf8_count_invalid((const unsigned char *)dt->buf + (dt->lo - dt->base), new_lo - dt->lo);
+    if (new_lo > dt->lo)
+        dt->n_replaced_final += utf8_count_invalid(
+            (const unsigned char *)dt->buf + (dt->lo - dt->base), new_lo - dt->lo);
     dt->lo = new_lo;
     memmove(dt->tail_ids, dt->tail_ids + j, (dt->n_tail - j) * sizeof *dt->tail_ids);
     memmove(dt->tail_spans, dt->tail_spans + j, (dt->n_tail - j) * sizeof *dt->tail_spans);
@@ -262,8 +263,8 @@ static alkfw_status retokenize(doc_tok *dt, alkfw_error *err)
     eo.add_special_tokens = 0;
     eo.plain_specials = dt->plain_specials;
     alkfw_encoding enc;
-    alkfw_status st =
-        alkfw_tokenizer_encode(dt->tok, dt->buf + (c - dt->base), dt->usable - c, &eo, &enc, err);
+    const char *from = dt->buf != NULL ? dt->buf + (c - dt->base) : "";
+    alkfw_status st = alkfw_tokenizer_encode(dt->tok, from, dt->usable - c, &eo, &enc, err);
     if (st != ALKFW_OK)
         return error_prefix(err, "document: tokenize bytes %zu..%zu", c, dt->usable);
 
@@ -417,8 +418,10 @@ size_t doc_geometry_sequence(const doc_geometry *g, const int32_t *ids, const al
         seq_ids[T] = g->prefix[i];
         seq_spans[T].start = seq_spans[T].end = 0; /* as the tokenizer places BOS */
     }
-    memcpy(seq_ids + T, ids, nc * sizeof *ids);
-    memcpy(seq_spans + T, spans, nc * sizeof *spans);
+    if (nc > 0) {
+        memcpy(seq_ids + T, ids, nc * sizeof *ids);
+        memcpy(seq_spans + T, spans, nc * sizeof *spans);
+    }
     T += nc;
     for (size_t i = 0; i < g->n_suffix; i++, T++) {
         seq_ids[T] = g->suffix[i];
@@ -815,8 +818,10 @@ static alkfw_status run_take(doc_run *r, alkfw_error *err)
     doc_tok *dt = &r->dt;
     if (tokens_reserve(&r->ids, &r->spans, &r->cap, r->n + dt->n_out) != 0)
         return error_set(err, ALKFW_ERR_NOMEM, "document: out of memory for tokens");
-    memcpy(r->ids + r->n, dt->out_ids, dt->n_out * sizeof *r->ids);
-    memcpy(r->spans + r->n, dt->out_spans, dt->n_out * sizeof *r->spans);
+    if (dt->n_out > 0) {
+        memcpy(r->ids + r->n, dt->out_ids, dt->n_out * sizeof *r->ids);
+        memcpy(r->spans + r->n, dt->out_spans, dt->n_out * sizeof *r->spans);
+    }
     r->n += dt->n_out;
     dt->n_out = 0;
 

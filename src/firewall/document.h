@@ -29,7 +29,7 @@
 #define DOC_TOK_SAFE_BYTES 32
 
 /* A tail longer than this with no boundary next to whitespace is cut at any token boundary. */
-#define DOC_TOK_MAX_TAIL_BYTES 4096
+#define DOC_TOK_MAX_TAIL_BYTES 1024
 
 /* Tokenizes a text that arrives in pieces so that the tokens equal those of tokenizing the
  * whole text at once, holding only the tail that can still change.

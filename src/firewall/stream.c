@@ -114,8 +114,9 @@ static alkfw_status window_update(alkfw_stream *s, stream_window *w, alkfw_error
     const alkfw_firewall *fw = s->fw;
     size_t start = w->k * s->g.stride, total = s->first + s->n;
     size_t nc = total - start < s->g.content ? total - start : s->g.content;
-    size_t T = doc_geometry_sequence(&s->g, s->ids + (start - s->first),
-                                     s->spans + (start - s->first), nc, s->seq_ids, s->seq_spans);
+    const int32_t *ids = nc > 0 ? s->ids + (start - s->first) : NULL;
+    const alkfw_span *spans = nc > 0 ? s->spans + (start - s->first) : NULL;
+    size_t T = doc_geometry_sequence(&s->g, ids, spans, nc, s->seq_ids, s->seq_spans);
 
     size_t p0 = 0;
     while (p0 < w->n_fwd && p0 < T && w->seq_ids[p0] == s->seq_ids[p0])
@@ -196,11 +197,15 @@ static alkfw_status take_tokens(alkfw_stream *s, alkfw_error *err)
         s->spans = sp;
         s->cap = c;
     }
-    memcpy(s->ids + s->n_final, dt->out_ids, dt->n_out * sizeof *s->ids);
-    memcpy(s->spans + s->n_final, dt->out_spans, dt->n_out * sizeof *s->spans);
+    if (dt->n_out > 0) {
+        memcpy(s->ids + s->n_final, dt->out_ids, dt->n_out * sizeof *s->ids);
+        memcpy(s->spans + s->n_final, dt->out_spans, dt->n_out * sizeof *s->spans);
+    }
     s->n_final += dt->n_out;
-    memcpy(s->ids + s->n_final, dt->tail_ids, dt->n_tail * sizeof *s->ids);
-    memcpy(s->spans + s->n_final, dt->tail_spans, dt->n_tail * sizeof *s->spans);
+    if (dt->n_tail > 0) {
+        memcpy(s->ids + s->n_final, dt->tail_ids, dt->n_tail * sizeof *s->ids);
+        memcpy(s->spans + s->n_final, dt->tail_spans, dt->n_tail * sizeof *s->spans);
+    }
     s->n = s->n_final + dt->n_tail;
     dt->n_out = 0;
     return ALKFW_OK;

@@ -147,7 +147,7 @@ static char *hard_text(size_t *len)
         "\xf0\x9f\x98\x80\xf0\x9f\x98\x80   \n\n\n  \t x \xff\xfe bad \xe2\x82 "
         "cut \xc0\xaf over <s> special </s> 12345678 don't "
         "it's\x00nul\r\n";
-    size_t run = 5000, n = doc_len + 3 * (sizeof extra - 1) + run;
+    size_t run = 1300, n = doc_len + 3 * (sizeof extra - 1) + run;
     char *t = malloc(n + 1);
     assert_non_null(t);
     size_t o = 0;
@@ -167,8 +167,8 @@ static void incremental_tokens_equal_whole_text_tokens(void **state)
 {
     (void)state;
     static const char *paths[] = {MODEL_DIR "/tokenizer.json", SMOL_TOKENIZER};
-    static const size_t sizes[][4] = {{1, 1, 1, 1},    {2, 3, 5, 7},    {13, 1, 64, 3},
-                                      {97, 250, 4, 1}, {4096, 1, 1, 1}, {1 << 20, 1, 1, 1}};
+    static const size_t sizes[][4] = {
+        {1, 1, 1, 1}, {2, 3, 5, 7}, {13, 1, 64, 3}, {97, 250, 4, 1}, {1 << 20, 1, 1, 1}};
     size_t len;
     char *text = hard_text(&len);
     for (size_t p = 0; p < 2; p++) {
@@ -516,10 +516,10 @@ static void hostile_documents_never_crash(void **state)
     (void)state;
     alkfw_firewall *fw = open_fw(REF_CODEBOOK);
     uint64_t x = 0x9e3779b97f4a7c15ULL;
-    char *t = malloc(3000);
+    char *t = malloc(1500);
     assert_non_null(t);
     for (int round = 0; round < 4; round++) {
-        for (size_t i = 0; i < 3000; i++) {
+        for (size_t i = 0; i < 1500; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             t[i] = round == 3 ? ' ' : (char)(x >> 24);
         }
@@ -527,10 +527,10 @@ static void hostile_documents_never_crash(void **state)
         alkfw_error err = {0};
         alkfw_document_options o = doc_options(48 + 16 * (size_t)round, 2);
         o.overlap = 0.1 * round;
-        assert_int_equal(alkfw_screen_document(fw, t, 3000, &o, &d, &err), ALKFW_OK);
+        assert_int_equal(alkfw_screen_document(fw, t, 1500, &o, &d, &err), ALKFW_OK);
         assert_true(d.n_windows >= 1);
         for (size_t i = 0; i < d.n_windows; i++)
-            assert_true(d.windows[i].start <= d.windows[i].end && d.windows[i].end <= 3000);
+            assert_true(d.windows[i].start <= d.windows[i].end && d.windows[i].end <= 1500);
         alkfw_document_alarm_free(&d);
     }
     free(t);

@@ -165,9 +165,9 @@ static void long_text_streams_like_the_document_across_windows(void **state)
     alkfw_firewall *fw = open_fw();
     size_t len;
     char *doc = read_file(FIXTURES "/benign_docs.txt", &len);
-    if (len > 1500)
-        len = 1500;
-    check_every_chunk_size(fw, 96, doc, len, 97);
+    if (len > 900)
+        len = 900;
+    check_every_chunk_size(fw, 96, doc, len, 131);
     free(doc);
     alkfw_firewall_free(fw);
 }
