@@ -149,7 +149,7 @@ static alkfw_status parse_tensor(const char *name, const cJSON *desc, size_t dat
             numel *= v;
     }
     size_t esize = safetensors_dtype_size(t->dtype);
-    if (overflow || numel > SIZE_MAX / esize)
+    if (overflow || esize == 0 || numel > SIZE_MAX / esize)
         return error_set(err, ALKFW_ERR_FORMAT,
                          "tensor '%s': shape product overflows (absurd shape)", name);
 
@@ -856,13 +856,12 @@ alkfw_status safetensors_write(const char *path, const safetensors_write_tensor 
         return error_set(err, ALKFW_ERR_NOMEM, "out of memory");
     }
     strbuf h = {0};
-    int fd = -1;
     alkfw_status st = build_header(tensors, n, meta_keys, meta_values, n_meta, &h, sizes, err);
     if (st != ALKFW_OK)
         goto done;
 
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
+    int fd = mkstemp(tmp);
     if (fd < 0) {
         st = error_set(err, ALKFW_ERR_IO, "%s: cannot create a temporary file: %s", path,
                        strerror(errno));
@@ -882,7 +881,6 @@ alkfw_status safetensors_write(const char *path, const safetensors_write_tensor 
         bad = 1;
         e = errno;
     }
-    fd = -1;
     if (!bad && rename(tmp, path) != 0) {
         bad = 1;
         e = errno;
