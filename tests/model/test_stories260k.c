@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/matmul.h"
 #include "model/model.h"
 
 #define MODEL_DIR ALKFW_SOURCE_DIR "/models/stories260k"
@@ -346,6 +347,14 @@ static void backend_not_built_is_backend_error(void **state)
     assert_int_equal(alkfw_model_open(MODEL_DIR, &opts, &m, &err), ALKFW_ERR_BACKEND);
     assert_non_null(strstr(err.message, "cuda"));
     assert_null(m);
+
+    /* OpenBLAS works when built in and is a backend error otherwise */
+    opts.backend = ALKFW_BACKEND_OPENBLAS;
+    alkfw_status want = matmul_have_openblas() ? ALKFW_OK : ALKFW_ERR_BACKEND;
+    assert_int_equal(alkfw_model_open(MODEL_DIR, &opts, &m, &err), want);
+    if (want != ALKFW_OK)
+        assert_non_null(strstr(err.message, "ALKFW_WITH_OPENBLAS"));
+    alkfw_model_free(m);
 }
 
 int main(void)
