@@ -224,6 +224,26 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_tokenize: %s\n", err.message);
             return 1;
         }
+        /* a fresh tokenizer's first pass: its word cache starts empty */
+        char cold_key[96];
+        snprintf(cold_key, sizeof cold_key, "%s.cold", names[k]);
+        if (only == NULL || strcmp(only, cold_key) == 0) {
+            alkfw_tokenizer *cold;
+            if (alkfw_tokenizer_load(paths[k], &cold, &err) != ALKFW_OK) {
+                fprintf(stderr, "bench_tokenize: %s\n", err.message);
+                return 1;
+            }
+            size_t n_tok;
+            double dt = run_texts(cold, &t, &n_tok);
+            double j = js_get(&js, cold_key);
+            printf("| %s | labeled.jsonl, first pass (cold cache) | %zu | %zu | %.1f |", names[k],
+                   t.bytes, n_tok, (double)t.bytes / 1e6 / dt);
+            if (j > 0)
+                printf(" %.2f | %.0fx |\n", j, (double)t.bytes / 1e6 / dt / j);
+            else
+                printf(" - | - |\n");
+            alkfw_tokenizer_free(cold);
+        }
         struct {
             const char *input;
             const char *label;

@@ -54,15 +54,15 @@ static uint64_t merge_hash(uint64_t key)
 /* Returns the merge of the pair (left, right), or NULL when the pair has none. */
 const tokenizer_merge *tokenizer_merge_find(const alkfw_tokenizer *tok, int32_t left, int32_t right)
 {
-    if (tok->merges == NULL)
+    if (tok->merge_keys == NULL)
         return NULL;
     uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
     size_t i = merge_hash(key) & tok->merges_mask;
     for (;;) {
-        const tokenizer_merge *m = &tok->merges[i];
-        if (m->key == key)
-            return m;
-        if (m->key == UINT64_MAX)
+        uint64_t k = tok->merge_keys[i];
+        if (k == key)
+            return &tok->merges[i];
+        if (k == UINT64_MAX)
             return NULL;
         i = (i + 1) & tok->merges_mask;
     }

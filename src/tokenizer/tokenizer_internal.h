@@ -202,9 +202,8 @@ typedef struct tokenizer_added {
     int special, lstrip, rstrip, single_word, normalized;
 } tokenizer_added;
 
-/* An entry of the pair -> merge table. */
+/* The value of the pair -> merge table. */
 typedef struct tokenizer_merge {
-    uint64_t key; /* (left id << 32) | right id; UINT64_MAX = empty slot */
     int32_t rank;
     int32_t id; /* the merged token */
 } tokenizer_merge;
@@ -214,8 +213,11 @@ struct alkfw_tokenizer {
     tokenizer_strmap vocab; /* token string -> id of the BPE model (added tokens apart) */
     char **id_to_token;     /* id -> NUL-terminated string, NULL for holes */
     size_t *id_len;
-    size_t vocab_size;       /* largest id + 1 */
-    tokenizer_merge *merges; /* open-addressing table */
+    size_t vocab_size; /* largest id + 1 */
+    /* pair -> merge, open addressing: keys ((left << 32) | right, UINT64_MAX = empty) apart
+     * from values so that probing touches half the memory */
+    uint64_t *merge_keys;
+    tokenizer_merge *merges;
     size_t merges_mask;
     size_t n_merges;
     int32_t unk_id; /* -1 when none */
@@ -252,7 +254,7 @@ struct alkfw_tokenizer {
  * Face's BPE cache does. The table only grows (no eviction): an encode call reads it under
  * a shared lock and adds its new words at the end when the exclusive lock is free at once,
  * so encoding never waits for another thread and results never depend on the cache. */
-#define TOKENIZER_CACHE_SLOTS 16384
+#define TOKENIZER_CACHE_SLOTS 65536
 #define TOKENIZER_CACHE_WORD 24  /* longest word memoized, in bytes */
 #define TOKENIZER_CACHE_TOKENS 8 /* most tokens a memoized word may produce */
 

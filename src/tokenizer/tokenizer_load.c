@@ -509,10 +509,11 @@ static alkfw_status parse_merges(const cJSON *merges, alkfw_tokenizer *tok, alkf
     while (size < count * 2)
         size <<= 1;
     tok->merges = malloc(size * sizeof *tok->merges);
-    if (tok->merges == NULL)
+    tok->merge_keys = malloc(size * sizeof *tok->merge_keys);
+    if (tok->merges == NULL || tok->merge_keys == NULL)
         return nomem(err);
     for (size_t i = 0; i < size; i++)
-        tok->merges[i].key = UINT64_MAX;
+        tok->merge_keys[i] = UINT64_MAX;
     tok->merges_mask = size - 1;
 
     char *buf = NULL;
@@ -585,11 +586,12 @@ static alkfw_status parse_merges(const cJSON *merges, alkfw_tokenizer *tok, alkf
         h *= 0xff51afd7ed558ccdULL;
         h ^= h >> 33;
         size_t i = h & tok->merges_mask;
-        while (tok->merges[i].key != UINT64_MAX && tok->merges[i].key != key)
+        while (tok->merge_keys[i] != UINT64_MAX && tok->merge_keys[i] != key)
             i = (i + 1) & tok->merges_mask;
-        if (tok->merges[i].key == UINT64_MAX)
+        if (tok->merge_keys[i] == UINT64_MAX)
             tok->n_merges++;
-        tok->merges[i] = (tokenizer_merge){key, (int32_t)rank, id};
+        tok->merge_keys[i] = key;
+        tok->merges[i] = (tokenizer_merge){(int32_t)rank, id};
         rank++;
     }
     free(buf);
@@ -755,6 +757,7 @@ void alkfw_tokenizer_free(alkfw_tokenizer *tok)
     free(tok->id_to_token);
     free(tok->id_len);
     free(tok->merges);
+    free(tok->merge_keys);
     for (size_t i = 0; i < tok->n_added; i++) {
         free(tok->added[i].content);
         free(tok->added[i].norm_content);

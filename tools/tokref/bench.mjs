@@ -50,6 +50,13 @@ function best(fn) {
 
 for (const [name, load] of Object.entries(loaders)) {
     const loadS = best(load);
+    {
+        const cold = load(); // a fresh tokenizer's first pass, as the C side measures it
+        const t0 = now();
+        for (const s of texts)
+            cold.encode(s);
+        console.log(`${name}.cold ${(labeledBytes / 1e6 / (now() - t0)).toFixed(3)}`);
+    }
     const tok = load();
     const figures = {
         labeled: [labeledBytes, () => { for (const s of texts) tok.encode(s); }],
