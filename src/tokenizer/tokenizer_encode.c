@@ -97,18 +97,23 @@ static uint32_t word_hash(const char *w, size_t n, int bytelevel)
         h ^= (uint8_t)w[i];
         h *= 16777619u;
     }
-    return h;
+    return h | 1; /* never 0, the mark of an empty slot in cache_hash */
 }
 
 /* The memoized entry of a word, or NULL. Called with the shared lock held. */
 static const tokenizer_cache_entry *cache_find(const alkfw_tokenizer *tok, const char *w, size_t n,
                                                int bytelevel, uint32_t h)
 {
+    /* the hashes sit in their own small array, so a miss rarely touches the entries */
     for (size_t k = 0; k < CACHE_PROBES; k++) {
-        const tokenizer_cache_entry *e = &tok->cache[(h + k) & (TOKENIZER_CACHE_SLOTS - 1)];
-        if (e->len == 0)
+        size_t slot = (h + k) & (TOKENIZER_CACHE_SLOTS - 1);
+        uint32_t sh = tok->cache_hash[slot];
+        if (sh == 0)
             return NULL;
-        if (e->hash == h && e->len == n && e->bytelevel == bytelevel && memcmp(e->word, w, n) == 0)
+        if (sh != h)
+            continue;
+        const tokenizer_cache_entry *e = &tok->cache[slot];
+        if (e->len == n && e->bytelevel == bytelevel && memcmp(e->word, w, n) == 0)
             return e;
     }
     return NULL;
@@ -153,9 +158,11 @@ static void cache_flush(encode_ctx *c)
     for (size_t i = 0; i < c->n_pending; i++) {
         const tokenizer_cache_entry *p = &c->pending[i];
         for (size_t k = 0; k < CACHE_PROBES; k++) {
-            tokenizer_cache_entry *e = &tok->cache[(p->hash + k) & (TOKENIZER_CACHE_SLOTS - 1)];
-            if (e->len == 0) {
+            size_t slot = (p->hash + k) & (TOKENIZER_CACHE_SLOTS - 1);
+            tokenizer_cache_entry *e = &tok->cache[slot];
+            if (tok->cache_hash[slot] == 0) {
                 *e = *p;
+                tok->cache_hash[slot] = p->hash;
                 break;
             }
             if (e->hash == p->hash && e->len == p->len && e->bytelevel == p->bytelevel &&

@@ -242,6 +242,7 @@ struct alkfw_tokenizer {
 
     /* Memo of BPE results for short words, shared by all threads (see tokenizer_cache_*). */
     struct tokenizer_cache_entry *cache;
+    uint32_t *cache_hash; /* per slot: the word's hash, 0 when empty */
     pthread_rwlock_t cache_lock;
     int cache_lock_ready;
 };

@@ -771,6 +771,7 @@ void alkfw_tokenizer_free(alkfw_tokenizer *tok)
     free(tok->post_prefix);
     free(tok->post_suffix);
     free(tok->cache);
+    free(tok->cache_hash);
     if (tok->cache_lock_ready)
         pthread_rwlock_destroy(&tok->cache_lock);
     free(tok);
@@ -853,11 +854,15 @@ alkfw_status alkfw_tokenizer_load_buffer(const char *json, size_t len, alkfw_tok
     if (st == ALKFW_OK) {
         /* the word cache is optional: without memory or a lock, encoding just runs BPE */
         tok->cache = calloc(TOKENIZER_CACHE_SLOTS, sizeof *tok->cache);
-        if (tok->cache != NULL && pthread_rwlock_init(&tok->cache_lock, NULL) == 0) {
+        tok->cache_hash = calloc(TOKENIZER_CACHE_SLOTS, sizeof *tok->cache_hash);
+        if (tok->cache != NULL && tok->cache_hash != NULL &&
+            pthread_rwlock_init(&tok->cache_lock, NULL) == 0) {
             tok->cache_lock_ready = 1;
         } else {
             free(tok->cache);
+            free(tok->cache_hash);
             tok->cache = NULL;
+            tok->cache_hash = NULL;
         }
     }
 done:
