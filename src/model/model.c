@@ -439,6 +439,14 @@ static alkfw_status session_reserve(model_session *s, size_t n, alkfw_error *err
 
 /* ---- element-wise steps, shared out over the session's threads ---- */
 
+/* The element-wise loops get a second, AVX2 build chosen at load time on x86-64 CPUs that
+ * have it (twice the vector width of the baseline SSE2 build). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MODEL_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MODEL_VECTOR_CLONES
+#endif
+
 /* Work below these sizes (elements, or rows) per thread runs on fewer threads. */
 #define PAR_MIN_ELEMS 16384
 #define PAR_MIN_CONVERT 65536
@@ -532,6 +540,7 @@ typedef struct norm_job {
     float eps;
 } norm_job;
 
+MODEL_VECTOR_CLONES
 static void norm_share(void *ctx, size_t begin, size_t end)
 {
     const norm_job *j = ctx;
@@ -564,6 +573,7 @@ typedef struct rope_job {
     const float *cs; /* [n][hd]: cos of the half angles, then sin */
 } rope_job;
 
+MODEL_VECTOR_CLONES
 static void rope_share(void *ctx, size_t begin, size_t end)
 {
     const rope_job *j = ctx;
@@ -612,6 +622,7 @@ typedef struct softmax_job {
 } softmax_job;
 
 /* Softmax over the visible keys of each row; later keys get weight 0. */
+MODEL_VECTOR_CLONES
 static void softmax_share(void *ctx, size_t begin, size_t end)
 {
     const softmax_job *j = ctx;
@@ -636,6 +647,7 @@ typedef struct silu_job {
 } silu_job;
 
 /* gate = SiLU(gate) * up */
+MODEL_VECTOR_CLONES
 static void silu_share(void *ctx, size_t begin, size_t end)
 {
     const silu_job *j = ctx;
