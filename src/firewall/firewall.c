@@ -370,6 +370,10 @@ alkfw_status alkfw_screen(const alkfw_firewall *fw, const char *text, size_t len
         st = ALKFW_OK;
         firewall_thresholds(fw, &alarm->threshold_suspicious, &alarm->threshold_dangerous);
     } else {
+        /* LIMIT: spans come from P_d(t) smoothed over the scoring window, so with a long
+         * window (the bundled codebook's is 256) a run can sit early in the text, where the
+         * trailing mean covers few positions, rather than on the words that raised it. The
+         * document screener picks spans the same way; both must change together. */
         codebook_result res;
         st = firewall_screen_window(fw, enc.ids, n, &res, err);
         if (st == ALKFW_OK)
