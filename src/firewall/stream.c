@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "model/model.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,8 @@ typedef struct stream_window {
     alkfw_span *seq_spans;  /* [W] its spans (refreshed on every update) */
     size_t n_fwd;
     double *features; /* [W][n_features] unsmoothed features of the forwarded positions */
+    double *p;        /* [n_outputs][W] per-token P_d(t) of positions 0..n_scored-1 */
+    size_t n_scored;
 } stream_window;
 
 struct alkfw_stream {
@@ -68,6 +71,7 @@ static void window_release(alkfw_stream *s, stream_window *w)
     free(w->seq_ids);
     free(w->seq_spans);
     free(w->features);
+    free(w->p);
     memset(w, 0, sizeof *w);
 }
 
@@ -92,8 +96,9 @@ static alkfw_status window_open(alkfw_stream *s, size_t k, alkfw_error *err)
     w->seq_ids = malloc(W * sizeof *w->seq_ids);
     w->seq_spans = malloc(W * sizeof *w->seq_spans);
     w->features = malloc(W * s->n_features * sizeof *w->features);
+    w->p = malloc((size_t)(s->fw->cb->n_dirs + 1) * W * sizeof *w->p);
     alkfw_status st = ALKFW_OK;
-    if (w->seq_ids == NULL || w->seq_spans == NULL || w->features == NULL)
+    if (w->seq_ids == NULL || w->seq_spans == NULL || w->features == NULL || w->p == NULL)
         st = error_set(err, ALKFW_ERR_NOMEM, "stream: out of memory");
     else if (s->n_spare > 0)
         w->session = s->spare[--s->n_spare];
@@ -129,6 +134,8 @@ static alkfw_status window_update(alkfw_stream *s, stream_window *w, alkfw_error
     /* forget what changed, forward the new positions through the cache */
     model_session_truncate(w->session, p0);
     w->n_fwd = p0;
+    if (w->n_scored > p0)
+        w->n_scored = p0;
     if (T > p0) {
         size_t n_new = T - p0, n_l = (size_t)fw->cb->n_layers;
         alkfw_status st = model_session_forward(w->session, s->seq_ids + p0, n_new, fw->layers, n_l,
@@ -141,18 +148,117 @@ static alkfw_status window_update(alkfw_stream *s, stream_window *w, alkfw_error
     return ALKFW_OK;
 }
 
-/* Scores window w as it stands and summarizes it for the pool. */
-static alkfw_status window_result(const alkfw_stream *s, const stream_window *w,
-                                  doc_window_result *out, alkfw_error *err)
+/* A sigmoid that neither overflows nor loses the small side (as the codebook's). */
+static double sigmoid(double x)
 {
+    if (x >= 0)
+        return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* Computes P_d(t) for the positions of w not scored yet: the trailing mean of the features
+ * over the smoothing window (summed oldest first), then each direction's logistic model and
+ * the smoothed anomaly value; exactly the arithmetic of codebook_aggregate, so a position
+ * scored once keeps its value until the tokens before it change. Errors: ALKFW_ERR_ARGUMENT
+ * for a non-finite feature, as codebook_aggregate. */
+static alkfw_status window_score_new(const alkfw_stream *s, stream_window *w, alkfw_error *err)
+{
+    const codebook *cb = s->fw->cb;
     codebook_score_options so;
     doc_score_options(s->fw, &so);
+    size_t nf = s->n_features, W = s->g.window, k = (size_t)cb->k;
+    size_t win = (size_t)(so.smoothing_window >= 0 ? so.smoothing_window : cb->smoothing_window);
+    if (win < 1)
+        win = 1;
+    for (size_t t = w->n_scored; t < w->n_fwd; t++) {
+        for (size_t i = 0; i < nf; i++)
+            if (!isfinite(w->features[t * nf + i]))
+                return error_set(err, ALKFW_ERR_ARGUMENT,
+                                 "codebook: token %zu has a non-finite feature (non-finite "
+                                 "activations?)",
+                                 t);
+        double phi[CODEBOOK_MAX_K + 1];
+        size_t first = t + 1 >= win ? t + 1 - win : 0, count = t - first + 1;
+        for (size_t i = 0; i < nf; i++)
+            phi[i] = 0.0;
+        for (size_t u = first; u <= t; u++)
+            for (size_t i = 0; i < nf; i++)
+                phi[i] += w->features[u * nf + i];
+        for (size_t i = 0; i < nf; i++)
+            phi[i] /= (double)count;
+        for (int d = 0; d < cb->n_dirs; d++) {
+            const float *wd = cb->dir_weight + (size_t)d * k;
+            double logit = cb->dir_bias[d];
+            for (size_t i = 0; i < k; i++)
+                logit += (double)wd[i] * phi[i];
+            w->p[(size_t)d * W + t] = sigmoid(logit);
+        }
+        w->p[(size_t)cb->n_dirs * W + t] = phi[k];
+    }
+    w->n_scored = w->n_fwd;
+    return ALKFW_OK;
+}
+
+/* Scores window w as it stands (only its new positions cost anything) and summarizes it for
+ * the pool: the codebook_result codebook_aggregate would give for its features. */
+static alkfw_status window_result(const alkfw_stream *s, stream_window *w, doc_window_result *out,
+                                  alkfw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const codebook *cb = s->fw->cb;
+    alkfw_status st = window_score_new(s, w, err);
+    if (st != ALKFW_OK)
+        return st;
+
+    int n_out = cb->n_dirs + 1;
+    size_t T = w->n_fwd, W = s->g.window;
     codebook_result res;
-    alkfw_status st = codebook_aggregate(s->fw->cb, w->features, w->n_fwd, &so, &res, err);
+    memset(&res, 0, sizeof res);
+    res.n_tokens = T;
+    res.n_outputs = n_out;
+    res.mean = calloc((size_t)n_out, sizeof *res.mean);
+    res.max = calloc((size_t)n_out, sizeof *res.max);
+    res.argmax = calloc((size_t)n_out, sizeof *res.argmax);
+    res.p = malloc((size_t)n_out * T * sizeof *res.p);
+    if (res.mean == NULL || res.max == NULL || res.argmax == NULL || res.p == NULL) {
+        codebook_result_free(&res);
+        return error_set(err, ALKFW_ERR_NOMEM, "stream: out of memory scoring a window");
+    }
+
+    /* aggregation: mean, max and the first position of the max, then the score */
+    codebook_score_options so;
+    doc_score_options(s->fw, &so);
+    size_t from = so.last_token ? T - 1 : 0;
+    for (int d = 0; d < n_out; d++) {
+        const double *p = w->p + (size_t)d * W;
+        memcpy(res.p + (size_t)d * T, p, T * sizeof *p);
+        double sum = 0.0, best = p[from];
+        size_t arg = from;
+        for (size_t t = from; t < T; t++) {
+            sum += p[t];
+            if (p[t] > best) {
+                best = p[t];
+                arg = t;
+            }
+        }
+        res.mean[d] = sum / (double)(T - from);
+        res.max[d] = best;
+        res.argmax[d] = arg;
+    }
+    res.score = (double)cb->dir_alpha[0] * res.mean[0];
+    for (int d = 1; d < n_out; d++) {
+        double sc = (double)cb->dir_alpha[d] * res.mean[d];
+        if (sc > res.score) {
+            res.score = sc;
+            res.top = d;
+        }
+    }
+    firewall_thresholds(s->fw, &res.threshold_suspicious, &res.threshold_dangerous);
+
     size_t start = w->k * s->g.stride;
-    size_t nc = w->n_fwd - s->g.n_prefix - s->g.n_suffix;
-    if (st == ALKFW_OK)
-        st = doc_window_summarize(s->fw, &s->g, &res, w->seq_spans, start, nc, out, err);
+    size_t nc = T - s->g.n_prefix - s->g.n_suffix;
+    st = doc_window_summarize(s->fw, &s->g, &res, w->seq_spans, start, nc, out, err);
     codebook_result_free(&res);
     return st;
 }
