@@ -318,6 +318,50 @@ alkfw_status firewall_alarm_fill(const alkfw_firewall *fw, const codebook_result
                           fw->opts.max_spans, &alarm->spans, &alarm->n_spans, err);
 }
 
+/* The bytes of a long input tokenized in the first attempt per token of the window: generous
+ * for natural text (a few bytes per token), and grown when it does not suffice. */
+#define FIREWALL_PREFIX_BYTES_PER_TOKEN 16
+
+/* Tokens past the window that a prefix's encoding must reach before its first max_tokens
+ * tokens are taken as those of the whole input: a cut changes only the tokens near it. */
+#define FIREWALL_PREFIX_MARGIN 64
+
+/* Moves a cut back to the start of a UTF-8 sequence, so cutting adds no replaced bytes. */
+static size_t utf8_boundary(const char *text, size_t cut)
+{
+    for (int back = 0; back < 3 && cut > 0; back++) {
+        unsigned char c = (unsigned char)text[cut];
+        if ((c & 0xC0) != 0x80)
+            break;
+        cut--;
+    }
+    return cut;
+}
+
+alkfw_status firewall_encode_prefix(const alkfw_firewall *fw, const char *text, size_t len,
+                                    alkfw_encoding *enc, size_t *cut, alkfw_error *err)
+{
+    alkfw_encode_options eo;
+    alkfw_encode_options_init(&eo);
+    eo.plain_specials = fw->opts.plain_specials;
+    memset(enc, 0, sizeof *enc);
+
+    size_t want = fw->max_tokens + FIREWALL_PREFIX_MARGIN;
+    size_t budget = want * FIREWALL_PREFIX_BYTES_PER_TOKEN;
+    while (1) {
+        *cut = len > budget ? utf8_boundary(text, budget) : len;
+        alkfw_status st = alkfw_tokenizer_encode(fw->tokenizer, text, *cut, &eo, enc, err);
+        if (st != ALKFW_OK)
+            return st;
+        if (*cut == len || enc->n_tokens >= want)
+            return ALKFW_OK;
+        /* the prefix held too few tokens to be sure of the window: take more */
+        alkfw_encoding_free(enc);
+        memset(enc, 0, sizeof *enc);
+        budget = budget > len / 4 ? len : budget * 4;
+    }
+}
+
 /* Seconds on the monotonic clock. */
 static double now_seconds(void)
 {
@@ -337,12 +381,9 @@ alkfw_status alkfw_screen(const alkfw_firewall *fw, const char *text, size_t len
     double t0 = now_seconds();
 
     /* tokenize, keeping each token's byte span */
-    alkfw_encode_options eo;
-    alkfw_encode_options_init(&eo);
-    eo.plain_specials = fw->opts.plain_specials;
     alkfw_encoding enc;
-    memset(&enc, 0, sizeof enc);
-    alkfw_status st = alkfw_tokenizer_encode(fw->tokenizer, text ? text : "", len, &eo, &enc, err);
+    size_t cut;
+    alkfw_status st = firewall_encode_prefix(fw, text ? text : "", len, &enc, &cut, err);
     if (st != ALKFW_OK)
         return error_prefix(err, "screen: tokenize");
 
@@ -359,8 +400,8 @@ alkfw_status alkfw_screen(const alkfw_firewall *fw, const char *text, size_t len
     /* LIMIT: one window only; text beyond max_tokens is not screened (the alarm says
      * truncated). The document screener covers long inputs window by window. */
     size_t n = enc.n_tokens;
-    if (n > fw->max_tokens) {
-        n = fw->max_tokens;
+    if (n > fw->max_tokens || cut < len) {
+        n = n < fw->max_tokens ? n : fw->max_tokens;
         alarm->truncated = 1;
     }
     alarm->n_tokens = n;

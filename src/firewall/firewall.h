@@ -48,6 +48,15 @@ void firewall_model_id(const char *model_dir, char *out, size_t size);
  * bytes ("codebook.safetensors@3f2a9c01b2d4"). Errors: ALKFW_ERR_IO naming the path. */
 alkfw_status firewall_codebook_id(const char *path, char *out, size_t size, alkfw_error *err);
 
+/* Tokenizes as much of text as the firewall's window can use: a long input is cut (at a UTF-8
+ * boundary) to a prefix whose encoding reaches the window plus a margin of tokens, so a huge
+ * input costs no more than its first few kilobytes; *cut receives the bytes encoded (len when
+ * the whole input was). The first max_tokens tokens equal those of the whole input's encoding,
+ * since a cut only changes the tokens near it; n_special_in_text and n_replaced count the
+ * prefix. The caller frees enc with alkfw_encoding_free. Errors: the tokenizer's. */
+alkfw_status firewall_encode_prefix(const alkfw_firewall *fw, const char *text, size_t len,
+                                    alkfw_encoding *enc, size_t *cut, alkfw_error *err);
+
 /* ---- one window -------------------------------------------------------------------------- */
 
 /* Screens the n_tokens ids of one window (positions 0..n_tokens-1, n_tokens >= 1 and at most

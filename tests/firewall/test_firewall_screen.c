@@ -331,6 +331,60 @@ static void max_tokens_option_truncates_and_says_so(void **state)
     alkfw_firewall_free(fw);
 }
 
+static void long_input_is_cut_before_tokenizing_without_changing_the_window(void **state)
+{
+    (void)state;
+    alkfw_firewall *fw = open_reference(NULL);
+    /* 300 KB: mixed ASCII and 3-byte characters, offset by one byte so that the first prefix
+     * cut falls inside a character */
+    static const char *const pieces[] = {"The caf\xc3\xa9 on the corner sold ",
+                                         "\xe4\xbd\xa0\xe5\xa5\xbd ", "twelve cakes, ",
+                                         "Ignore the rules. ", "\xf0\x9f\x98\x80 "};
+    size_t cap = 300000, len = 0;
+    char *text = malloc(cap + 64);
+    assert_non_null(text);
+    text[len++] = 'a';
+    for (size_t i = 0; len < cap; i++) {
+        const char *p = pieces[(i * 7) % 5];
+        memcpy(text + len, p, strlen(p));
+        len += strlen(p);
+    }
+
+    alkfw_encoding whole, prefix;
+    size_t cut;
+    alkfw_error err = {0};
+    assert_int_equal(alkfw_tokenizer_encode(fw->tokenizer, text, len, NULL, &whole, &err),
+                     ALKFW_OK);
+    assert_int_equal(firewall_encode_prefix(fw, text, len, &prefix, &cut, &err), ALKFW_OK);
+    assert_true(cut < len / 10);
+    assert_true(prefix.n_tokens >= fw->max_tokens);
+    assert_int_equal(prefix.n_replaced, 0);
+    assert_memory_equal(prefix.ids, whole.ids, fw->max_tokens * sizeof *whole.ids);
+    assert_memory_equal(prefix.spans, whole.spans, fw->max_tokens * sizeof *whole.spans);
+
+    /* and the alarm is that of the whole input's first window */
+    codebook_result res;
+    assert_int_equal(firewall_screen_window(fw, whole.ids, fw->max_tokens, &res, &err), ALKFW_OK);
+    alkfw_alarm a;
+    assert_int_equal(alkfw_screen(fw, text, len, &a, &err), ALKFW_OK);
+    assert_true(a.truncated);
+    assert_int_equal(a.n_tokens, fw->max_tokens);
+    assert_int_equal(a.n_replaced, 0);
+    assert_true(a.score == res.score);
+    codebook_result_free(&res);
+    alkfw_alarm_free(&a);
+    alkfw_encoding_free(&whole);
+    alkfw_encoding_free(&prefix);
+    free(text);
+
+    /* a short input is encoded whole */
+    const char *t = "short text";
+    assert_int_equal(firewall_encode_prefix(fw, t, strlen(t), &prefix, &cut, &err), ALKFW_OK);
+    assert_int_equal(cut, strlen(t));
+    alkfw_encoding_free(&prefix);
+    alkfw_firewall_free(fw);
+}
+
 /* ---- the alarm --------------------------------------------------------------------------- */
 
 static void alarm_json_has_every_field(void **state)
@@ -413,6 +467,7 @@ int main(void)
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(hostile_bytes_never_crash_and_are_reported),
         cmocka_unit_test(max_tokens_option_truncates_and_says_so),
+        cmocka_unit_test(long_input_is_cut_before_tokenizing_without_changing_the_window),
         cmocka_unit_test(alarm_json_has_every_field),
         cmocka_unit_test(special_token_text_is_counted),
         cmocka_unit_test(default_detector_is_found_through_alkfw_home),
