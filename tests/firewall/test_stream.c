@@ -42,16 +42,23 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static alkfw_firewall *open_fw(void)
+static alkfw_firewall *open_fw_with(int smoothing_window, int last_token)
 {
     alkfw_options o;
     alkfw_options_init(&o);
     o.n_threads = 1;
+    o.smoothing_window = smoothing_window;
+    o.last_token = last_token;
     alkfw_firewall *fw = NULL;
     alkfw_error err = {0};
     if (alkfw_firewall_open(MODEL_DIR, REF_CODEBOOK, &o, &fw, &err) != ALKFW_OK)
         fail_msg("open: %s", err.message);
     return fw;
+}
+
+static alkfw_firewall *open_fw(void)
+{
+    return open_fw_with(0, 0);
 }
 
 static alkfw_document_options window_of(size_t W)
@@ -156,6 +163,14 @@ static void every_chunk_size_gives_the_whole_text_alarm(void **state)
     /* a window of 24 tokens: the story rolls over several times */
     check_every_chunk_size(fw, 24, story, sizeof story - 1, 1);
     check_every_chunk_size(fw, 24, hard, sizeof hard - 1, 1);
+    alkfw_firewall_free(fw);
+
+    /* a smoothing window longer than the window, and last-token scoring */
+    fw = open_fw_with(40, 0);
+    check_every_chunk_size(fw, 24, story, sizeof story - 1, 3);
+    alkfw_firewall_free(fw);
+    fw = open_fw_with(0, 1);
+    check_every_chunk_size(fw, 24, hard, sizeof hard - 1, 3);
     alkfw_firewall_free(fw);
 }
 
