@@ -261,15 +261,25 @@ static alkfw_status nomem(alkfw_error *err)
     return error_set(err, ALKFW_ERR_NOMEM, "tokenizer: out of memory");
 }
 
-/* Pre-tokenizes ns[a, b) and runs the model on every piece. */
-static alkfw_status encode_pieces(encode_ctx *c, const tokenizer_nstr *ns, size_t a, size_t b,
+/* Pre-tokenizes ns[a, b) and runs the model on every piece. When [a, b) is all of ns, its
+ * buffers move into the pieces and ns is left empty. */
+static alkfw_status encode_pieces(encode_ctx *c, tokenizer_nstr *ns, size_t a, size_t b,
                                   alkfw_error *err)
 {
     if (b <= a)
         return ALKFW_OK;
     tokenizer_pieces p = {0};
-    if (tokenizer_nstr_append_from(&p.buf, ns, a, b) != 0 ||
-        tokenizer_pieces_push(&p, 0, b - a) != 0) {
+    int fail;
+    if (a == 0 && b == ns->len) {
+        /* the whole string: take its buffers instead of copying them */
+        p.buf = *ns;
+        memset(ns, 0, sizeof *ns);
+        fail = tokenizer_pieces_push(&p, 0, b);
+    } else {
+        fail = tokenizer_nstr_append_from(&p.buf, ns, a, b) != 0 ||
+               tokenizer_pieces_push(&p, 0, b - a) != 0;
+    }
+    if (fail) {
         tokenizer_pieces_free(&p);
         return nomem(err);
     }

@@ -48,15 +48,19 @@ static void replace_with(tokenizer_nstr *ns, tokenizer_nstr *out)
 static alkfw_status norm_prepend(const tokenizer_normalizer *n, tokenizer_nstr *ns,
                                  alkfw_error *err)
 {
-    if (ns->len == 0)
+    size_t k = n->text_len;
+    if (ns->len == 0 || k == 0)
         return ALKFW_OK;
-    tokenizer_nstr out = {0};
-    if (tokenizer_nstr_append(&out, n->text, n->text_len, ns->a0[0], ns->a0[0]) != 0 ||
-        tokenizer_nstr_append_from(&out, ns, 0, ns->len) != 0) {
-        tokenizer_nstr_free(&out);
+    if (tokenizer_nstr_reserve(ns, k) != 0)
         return nomem(err);
-    }
-    replace_with(ns, &out);
+    uint32_t at = ns->a0[0];
+    memmove(ns->s + k, ns->s, ns->len + 1);
+    memmove(ns->a0 + k, ns->a0, ns->len * sizeof *ns->a0);
+    memmove(ns->a1 + k, ns->a1, ns->len * sizeof *ns->a1);
+    memcpy(ns->s, n->text, k);
+    for (size_t i = 0; i < k; i++)
+        ns->a0[i] = ns->a1[i] = at;
+    ns->len += k;
     return ALKFW_OK;
 }
 
