@@ -461,7 +461,9 @@ alkfw_status doc_window_summarize(const alkfw_firewall *fw, const doc_geometry *
     out->window.level =
         firewall_level(res->score, res->threshold_suspicious, res->threshold_dangerous);
 
-    /* window positions become document token indices (BOS stays 0) */
+    /* window positions become document token indices (BOS stays 0).
+     * LIMIT: with a template suffix (EOS), a max at the suffix of a window that is not the
+     * last is reported just past that window's text, not at the document's end. */
     out->n_outputs = res->n_outputs;
     for (int d = 0; d < res->n_outputs; d++) {
         size_t p = res->argmax[d];
