@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,42 @@ static void rewritten_weights_still_open(void **state)
     alkfw_model_free(m);
 }
 
+/* Checkpoints saved from the bare decoder (LlamaModel) lack the "model." prefix. */
+static void weights_without_model_prefix_load_and_agree(void **state)
+{
+    (void)state;
+    char dir[400], path[512];
+    make_dir(dir, sizeof dir, "noprefix");
+    write_config(dir, "");
+    safetensors_file *src = NULL;
+    assert_int_equal(safetensors_open(STORIES "/model.safetensors", &src, NULL), ALKFW_OK);
+    size_t n = safetensors_count(src);
+    safetensors_write_tensor *w = calloc(n, sizeof *w);
+    for (size_t i = 0; i < n; i++) {
+        const safetensors_tensor *t = safetensors_tensor_at(src, i);
+        const char *name = strncmp(t->name, "model.", 6) == 0 ? t->name + 6 : t->name;
+        w[i] = (safetensors_write_tensor){name, t->dtype, t->ndim, t->shape, t->data};
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_int_equal(safetensors_write(path, w, n, NULL, NULL, 0, NULL), ALKFW_OK);
+    free(w);
+    safetensors_close(src);
+
+    alkfw_model *a = NULL, *b = NULL;
+    alkfw_error err = {0};
+    assert_int_equal(alkfw_model_open(dir, NULL, &a, &err), ALKFW_OK);
+    assert_int_equal(alkfw_model_open(STORIES, NULL, &b, &err), ALKFW_OK);
+    int32_t ids[4] = {1, 403, 407, 261};
+    int idx[2] = {2, 5};
+    float oa[2 * 4 * 64], ob[2 * 4 * 64];
+    assert_int_equal(alkfw_model_hidden(a, ids, 4, idx, 2, oa, &err), ALKFW_OK);
+    assert_int_equal(alkfw_model_hidden(b, ids, 4, idx, 2, ob, &err), ALKFW_OK);
+    for (size_t i = 0; i < sizeof oa / sizeof oa[0]; i++)
+        assert_true(fabsf(oa[i] - ob[i]) <= 1e-6f * fmaxf(1.0f, fabsf(ob[i])));
+    alkfw_model_free(a);
+    alkfw_model_free(b);
+}
+
 static void missing_tensor_is_named(void **state)
 {
     (void)state;
@@ -318,6 +355,7 @@ int main(void)
         cmocka_unit_test(config_inconsistent_heads_are_errors),
         cmocka_unit_test(config_unsupported_options_name_the_key),
         cmocka_unit_test(rewritten_weights_still_open),
+        cmocka_unit_test(weights_without_model_prefix_load_and_agree),
         cmocka_unit_test(missing_tensor_is_named),
         cmocka_unit_test(wrong_shape_for_config_is_named),
         cmocka_unit_test(wrong_dtype_is_named),
