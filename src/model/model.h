@@ -38,9 +38,11 @@ void model_embed_bytes(const alkfw_model *model, const void **data, size_t *len,
 
 /* Creates a session able to hold capacity_tokens positions (at most max_position_embeddings)
  * that computes hidden states up to index deepest_index (0..n_layers; HF convention). It
- * keeps a KV cache of every block below deepest_index. The model must outlive the session;
- * the session is used by one thread at a time. Errors: ALKFW_ERR_ARGUMENT (index out of
- * range, capacity 0), ALKFW_ERR_LIMIT (capacity above max positions), ALKFW_ERR_NOMEM. */
+ * keeps a KV cache of every block below deepest_index and starts n_threads - 1 worker
+ * threads (the model's thread count) for the element-wise steps, stopped by
+ * model_session_free. The model must outlive the session; the session is used by one thread
+ * at a time. Errors: ALKFW_ERR_ARGUMENT (index out of range, capacity 0), ALKFW_ERR_LIMIT
+ * (capacity above max positions), ALKFW_ERR_NOMEM, ALKFW_ERR_INTERNAL (no thread). */
 alkfw_status model_session_new(const alkfw_model *model, size_t capacity_tokens, int deepest_index,
                                model_session **out, alkfw_error *err);
 
