@@ -223,9 +223,15 @@ static long initial_symbols(const alkfw_tokenizer *tok, const tokenizer_pieces *
 
     int prev_unk = 0;
     for (size_t i = a; i < b;) {
-        int32_t cp;
-        size_t l = tokenizer_utf8_decode(s, b, i, &cp);
-        int32_t id = tokenizer_strmap_get(&tok->vocab, s + i, l);
+        int32_t cp, id;
+        size_t l;
+        if ((uint8_t)s[i] < 0x80) {
+            l = 1;
+            id = tok->ascii_id[(uint8_t)s[i]];
+        } else {
+            l = tokenizer_utf8_decode(s, b, i, &cp);
+            id = tokenizer_strmap_get(&tok->vocab, s + i, l);
+        }
         if (id >= 0) {
             sym[n++] =
                 (struct tokenizer_symbol){id, -1, -1, (uint32_t)(i - a), (uint32_t)(i + l - a)};

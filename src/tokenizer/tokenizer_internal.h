@@ -224,6 +224,7 @@ struct alkfw_tokenizer {
     int byte_fallback, fuse_unk, ignore_merges;
     int32_t byte_fallback_id[256]; /* id of "<0xXX>", -1 when absent */
     int32_t byte_level_id[256];    /* id of the ByteLevel character of each byte, -1 */
+    int32_t ascii_id[128];         /* id of each ASCII character as a token, -1 */
 
     tokenizer_added *added;
     size_t n_added;

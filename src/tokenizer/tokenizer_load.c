@@ -651,6 +651,10 @@ static alkfw_status parse_model(const cJSON *model, alkfw_tokenizer *tok, int32_
         tok->byte_fallback_id[b] = tokenizer_strmap_get(&tok->vocab, name, strlen(name));
         size_t n = tokenizer_utf8_encode(tokenizer_bytelevel_char((uint8_t)b), enc);
         tok->byte_level_id[b] = tokenizer_strmap_get(&tok->vocab, enc, n);
+        if (b < 128) {
+            char c = (char)b;
+            tok->ascii_id[b] = tokenizer_strmap_get(&tok->vocab, &c, 1);
+        }
     }
     return ALKFW_OK;
 }
