@@ -12,5 +12,6 @@ if [ ! -x "$ALKFW" ]; then
 fi
 "$ALKFW" build --model models/stories260k \
     --data data/train.jsonl --val-data data/val.jsonl \
-    --layers 0,1,2,3,4,5 --k 64 --window 256 --seed 20261203 --max-tokens 256 \
+    --layers 0,1,2,3,4,5 --k 64 --window 256 --knots 64 --C 10 --seed 20261203 \
+    --max-tokens 256 \
     --out models/stories260k/codebook.safetensors
