@@ -337,21 +337,27 @@ static alkfw_status update_windows(alkfw_stream *s, alkfw_error *err)
 
     while (s->n_live > 0 && s->live[s->n_live - 1].k >= K)
         window_release(s, &s->live[--s->n_live]);
-    for (size_t k = s->n_retired + s->n_live; k < K; k++)
-        if ((st = window_open(s, k, err)) != ALKFW_OK)
-            return st;
     for (size_t i = 0; i < s->n_live; i++)
         if ((st = window_update(s, &s->live[i], err)) != ALKFW_OK)
             return st;
 
-    /* a complete window whose tokens are all final no longer changes */
+    /* new windows open one at a time and retire as soon as they can, so a chunk of many
+     * tokens holds the sessions of a few windows, not of every window it reaches */
     size_t final_total = s->first + s->n_final;
-    while (s->n_live > 0) {
-        size_t k = s->live[0].k, end = k * s->g.stride + s->g.content;
-        int complete = k + 1 < K || s->finished;
-        if (!complete || (end > final_total && !s->finished))
+    for (size_t k = s->n_retired + s->n_live;; k++) {
+        /* a complete window whose tokens are all final no longer changes */
+        while (s->n_live > 0) {
+            size_t kl = s->live[0].k, end = kl * s->g.stride + s->g.content;
+            int complete = kl + 1 < K || s->finished;
+            if (!complete || (end > final_total && !s->finished))
+                break;
+            if ((st = window_retire(s, err)) != ALKFW_OK)
+                return st;
+        }
+        if (k >= K)
             break;
-        if ((st = window_retire(s, err)) != ALKFW_OK)
+        if ((st = window_open(s, k, err)) != ALKFW_OK ||
+            (st = window_update(s, &s->live[s->n_live - 1], err)) != ALKFW_OK)
             return st;
     }
 

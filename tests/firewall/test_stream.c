@@ -12,6 +12,19 @@
 
 #include "alkfw.h"
 
+/* Under AddressSanitizer the heap is counted by the sanitizer, not by glibc. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/allocator_interface.h>
+#endif
+
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +281,58 @@ static void held_back_bytes_are_released_at_the_end(void **state)
     alkfw_firewall_free(fw);
 }
 
+/* Heap bytes in use: the sanitizer's count under ASan, glibc's otherwise. */
+static size_t heap_in_use(void)
+{
+#ifdef TEST_ASAN
+    return __sanitizer_get_current_allocated_bytes();
+#else
+    return mallinfo2().uordblks;
+#endif
+}
+
+/* Pushes text in one chunk to a fresh stream; returns the heap bytes the stream then holds. */
+static size_t held_after_one_chunk(const alkfw_firewall *fw, const alkfw_document_options *o,
+                                   const char *text, size_t len)
+{
+    alkfw_stream *s = NULL;
+    alkfw_error err = {0};
+    size_t before = heap_in_use();
+    assert_int_equal(alkfw_stream_open(fw, o, &s, &err), ALKFW_OK);
+    if (alkfw_stream_push(s, text, len, NULL, &err) != ALKFW_OK)
+        fail_msg("push of %zu bytes: %s", len, err.message);
+    size_t after = heap_in_use();
+    alkfw_document_alarm got, whole;
+    assert_int_equal(alkfw_stream_finish(s, &got, &err), ALKFW_OK);
+    assert_int_equal(alkfw_screen_document(fw, text, len, o, &whole, &err), ALKFW_OK);
+    assert_same_alarm(&got, &whole, "one chunk");
+    alkfw_document_alarm_free(&got);
+    alkfw_document_alarm_free(&whole);
+    alkfw_stream_free(s);
+    return after > before ? after - before : 0;
+}
+
+/* A chunk that spans many windows must not hold a model session per window it reaches: the
+ * windows open, forward and retire one after another. */
+static void one_large_chunk_holds_a_few_windows_not_all(void **state)
+{
+    (void)state;
+    alkfw_firewall *fw = open_fw();
+    alkfw_document_options o = window_of(32);
+    size_t big = 3000;
+    char *text = malloc(big);
+    assert_non_null(text);
+    memset(text, 'a', big);
+    size_t small = held_after_one_chunk(fw, &o, text, 100);
+    size_t large = held_after_one_chunk(fw, &o, text, big);
+    /* 3000 bytes are about 100 windows of 32; the text's own buffers are far below 256 KiB */
+    if (large > 2 * small + 256 * 1024)
+        fail_msg("one chunk of %zu bytes holds %zu heap bytes, one of 100 bytes %zu", big, large,
+                 small);
+    free(text);
+    alkfw_firewall_free(fw);
+}
+
 static void misuse_is_an_error(void **state)
 {
     (void)state;
@@ -298,6 +363,7 @@ int main(void)
         cmocka_unit_test(long_text_streams_like_the_document_across_windows),
         cmocka_unit_test(each_alarm_equals_screening_the_prefix),
         cmocka_unit_test(held_back_bytes_are_released_at_the_end),
+        cmocka_unit_test(one_large_chunk_holds_a_few_windows_not_all),
         cmocka_unit_test(misuse_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
