@@ -113,25 +113,78 @@ static char *json_string_copy(const cJSON *item, size_t *len, int *bad)
         *bad = 1;
         return NULL;
     }
-    /* cJSON decodes \u0000 into a NUL that ends valuestring early: such texts are cut there.
-     * LIMIT: a text holding an escaped NUL is screened only up to it. */
+    /* cJSON decodes \u0000 into a NUL that ends valuestring early: fwu_parse_row refuses
+     * lines holding one, so a text is never screened cut short. */
     size_t n = strlen(item->valuestring);
     if (len)
         *len = n;
     return strdup(item->valuestring);
 }
 
+/* The byte offset of the first NUL in a valid JSON line, raw or escaped as \u0000, or -1.
+ * In valid JSON every backslash opens an escape inside a string, so pairs are skipped. */
+static long json_nul_at(const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (line[i] == '\0')
+            return (long)i;
+        if (line[i] != '\\' || i + 1 >= len)
+            continue;
+        if (line[i + 1] == 'u' && i + 5 < len && memcmp(line + i + 2, "0000", 4) == 0)
+            return (long)i;
+        i++;
+    }
+    return -1;
+}
+
+/* The name of a member that occurs twice among "text", "label" and "source", or NULL. A
+ * reader that keeps the last of duplicate keys would see another text than the one screened. */
+static const char *json_duplicate_key(const cJSON *o)
+{
+    static const char *const keys[] = {"text", "label", "source"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        int n = 0;
+        for (const cJSON *c = o->child; c != NULL; c = c->next)
+            n += c->string != NULL && strcmp(c->string, keys[k]) == 0;
+        if (n > 1)
+            return keys[k];
+    }
+    return NULL;
+}
+
 int fwu_parse_row(const char *line, size_t len, fwu_row *row, char *msg, size_t msg_size)
 {
     memset(row, 0, sizeof *row);
-    cJSON *o = cJSON_ParseWithLength(line, len);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    size_t at = end != NULL && end >= line && end <= line + len ? (size_t)(end - line) : 0;
     if (o == NULL) {
-        snprintf(msg, msg_size, "not valid JSON");
+        snprintf(msg, msg_size, "not valid JSON (at byte %zu)", at);
+        return -1;
+    }
+    while (at < len && (line[at] == ' ' || line[at] == '\t' || line[at] == '\r'))
+        at++;
+    if (at < len) {
+        cJSON_Delete(o);
+        snprintf(msg, msg_size, "more than one JSON value (text after byte %zu)", at);
         return -1;
     }
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         snprintf(msg, msg_size, "not a JSON object");
+        return -1;
+    }
+    const char *dup = json_duplicate_key(o);
+    long nul = json_nul_at(line, len);
+    if (dup != NULL || nul >= 0) {
+        cJSON_Delete(o);
+        if (dup != NULL)
+            snprintf(msg, msg_size, "key \"%s\" occurs more than once", dup);
+        else
+            snprintf(msg, msg_size,
+                     "a NUL (\\u0000) at byte %ld: a JSON line cannot carry it whole (pipe the raw "
+                     "text to alkfw screen instead)",
+                     nul);
         return -1;
     }
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
