@@ -6,11 +6,13 @@
 #include "cli/fw_util.h"
 #include "cli/screen_stream.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { EXIT_SUSPICIOUS = 3, EXIT_DANGEROUS = 4 };
@@ -197,9 +199,11 @@ static int screen_jsonl(const alkfw_firewall *fw, const char *path, int n_worker
         fprintf(stderr, "alkfw screen: %s: cannot open\n", path);
         return CLI_EXIT_ERROR;
     }
-    /* count lines first when reading a file, so the progress bar knows its total */
+    /* count lines first when reading a regular file, so the progress bar knows its total (a
+     * pipe or a device cannot be read twice) */
     size_t total = 0;
-    if (f != stdin) {
+    struct stat sb;
+    if (f != stdin && fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) {
         int c, last = '\n';
         while ((c = getc(f)) != EOF) {
             if (c == '\n')
@@ -216,12 +220,13 @@ static int screen_jsonl(const alkfw_firewall *fw, const char *path, int n_worker
     batch_item items[BATCH_CHUNK];
     char *line = NULL;
     size_t cap = 0, lineno = 0, done = 0;
-    int worst = -1, failed = 0, eof = 0;
+    int worst = -1, failed = 0, eof = 0, read_error = 0;
     while (!eof) {
         size_t n = 0;
         while (n < BATCH_CHUNK) {
             ssize_t got = getline(&line, &cap, f);
             if (got < 0) {
+                read_error = ferror(f) ? (errno != 0 ? errno : EIO) : 0;
                 eof = 1;
                 break;
             }
@@ -263,6 +268,11 @@ static int screen_jsonl(const alkfw_firewall *fw, const char *path, int n_worker
     free(line);
     if (f != stdin)
         fclose(f);
+    if (read_error != 0) {
+        fprintf(stderr, "alkfw screen: %s: read error after line %zu: %s\n", path, lineno,
+                strerror(read_error));
+        return CLI_EXIT_ERROR;
+    }
     if (failed)
         return CLI_EXIT_ERROR;
     return worst < 0 ? CLI_EXIT_OK : exit_for_level((alkfw_level)worst);

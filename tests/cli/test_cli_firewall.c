@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #define MODEL ALKFW_SOURCE_DIR "/models/stories260k"
@@ -206,6 +207,40 @@ static void screen_jsonl_refuses_texts_it_would_screen_other_than_written(void *
     assert_int_equal(n, 5);
     free(out);
     remove(path);
+}
+
+/* A batch from a pipe is read once (it cannot be counted first and rewound): every line gets
+ * its alarm. A directory is a read error, not an empty batch that passes. */
+static void screen_jsonl_reads_a_pipe_and_refuses_a_directory(void **state)
+{
+    (void)state;
+    const char *fifo = "cli_batch.fifo";
+    remove(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char *out;
+    int rc = run("screen --jsonl --model " MODEL " --codebook " REF_CB " cli_batch.fifo & "
+                 "printf '{\"text\": \"hello\"}\\n{\"text\": \"there\"}\\n' > cli_batch.fifo; "
+                 "wait $!",
+                 &out, 0);
+    assert_true(rc == 0 || rc == 3 || rc == 4);
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        assert_non_null(cJSON_GetObjectItem(j, "level"));
+        cJSON_Delete(j);
+        n++;
+    }
+    assert_int_equal(n, 2);
+    free(out);
+    remove(fifo);
+
+    rc = run("screen --jsonl --model " MODEL " --codebook " REF_CB " " ALKFW_SOURCE_DIR "/models",
+             &out, 1);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "read error"));
+    free(out);
 }
 
 static void screen_default_detector_says_what_ran(void **state)
@@ -420,6 +455,7 @@ int main(void)
         cmocka_unit_test(screen_reads_stdin_bytes_including_nul),
         cmocka_unit_test(screen_jsonl_reports_bad_lines_and_continues),
         cmocka_unit_test(screen_jsonl_refuses_texts_it_would_screen_other_than_written),
+        cmocka_unit_test(screen_jsonl_reads_a_pipe_and_refuses_a_directory),
         cmocka_unit_test(screen_default_detector_says_what_ran),
         cmocka_unit_test(build_is_deterministic_and_matches_the_committed_codebook),
         cmocka_unit_test(build_refuses_layers_the_model_lacks),
