@@ -3,6 +3,7 @@
  * command line or stdin, or a batch of JSONL lines.
  */
 #include "cli/cli.h"
+#include "cli/fw_util.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -88,18 +89,17 @@ static int tokenize_jsonl(const alkfw_tokenizer *tok, const alkfw_encode_options
         lineno++;
         if (n == 0 || (n == 1 && line[0] == '\n'))
             continue;
-        cJSON *obj = cJSON_ParseWithLength(line, (size_t)n);
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(obj, "text");
-        if (!cJSON_IsString(text)) {
-            fprintf(stderr, "alkfw tokenize: stdin line %ld: expected {\"text\": \"...\"}\n",
-                    lineno);
-            cJSON_Delete(obj);
+        /* the rows of screen --jsonl: a NUL escape or a duplicate "text" is refused, not cut */
+        fwu_row row;
+        char why[256];
+        if (fwu_parse_row(line, (size_t)n, &row, why, sizeof why) != 0) {
+            fprintf(stderr, "alkfw tokenize: stdin line %ld: %s (expected {\"text\": \"...\"})\n",
+                    lineno, why);
             status = CLI_EXIT_ERROR;
             break;
         }
-        /* LIMIT: cJSON ends strings at an escaped NUL (\u0000); such text is cut there. */
-        int r = tokenize_one(tok, text->valuestring, strlen(text->valuestring), opts, offsets);
-        cJSON_Delete(obj);
+        int r = tokenize_one(tok, row.text, row.len, opts, offsets);
+        fwu_row_free(&row);
         if (r != 0) {
             status = CLI_EXIT_ERROR;
             break;

@@ -162,7 +162,8 @@ int fwu_parse_row(const char *line, size_t len, fwu_row *row, char *msg, size_t 
         snprintf(msg, msg_size, "not valid JSON (at byte %zu)", at);
         return -1;
     }
-    while (at < len && (line[at] == ' ' || line[at] == '\t' || line[at] == '\r'))
+    while (at < len &&
+           (line[at] == ' ' || line[at] == '\t' || line[at] == '\r' || line[at] == '\n'))
         at++;
     if (at < len) {
         cJSON_Delete(o);

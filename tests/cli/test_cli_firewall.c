@@ -243,6 +243,22 @@ static void screen_jsonl_reads_a_pipe_and_refuses_a_directory(void **state)
     free(out);
 }
 
+/* tokenize --jsonl reads its lines as screen --jsonl does: an escaped NUL is refused rather
+ * than cut, a CRLF line is read whole. */
+static void tokenize_jsonl_refuses_a_nul_instead_of_cutting_the_text(void **state)
+{
+    (void)state;
+    char *out;
+    int rc =
+        run("tokenize --model " MODEL " --jsonl < /dev/null; printf '{\"text\": \"hi\"}\\r\\n"
+            "{\"text\": \"hi\\\\u0000 there\"}\\n' | " ALKFW_CLI " tokenize --jsonl --model " MODEL,
+            &out, 1);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "{\"ids\": [1, 270, 417]}"));
+    assert_non_null(strstr(out, "line 2: a NUL"));
+    free(out);
+}
+
 static void screen_default_detector_says_what_ran(void **state)
 {
     (void)state;
@@ -456,6 +472,7 @@ int main(void)
         cmocka_unit_test(screen_jsonl_reports_bad_lines_and_continues),
         cmocka_unit_test(screen_jsonl_refuses_texts_it_would_screen_other_than_written),
         cmocka_unit_test(screen_jsonl_reads_a_pipe_and_refuses_a_directory),
+        cmocka_unit_test(tokenize_jsonl_refuses_a_nul_instead_of_cutting_the_text),
         cmocka_unit_test(screen_default_detector_says_what_ran),
         cmocka_unit_test(build_is_deterministic_and_matches_the_committed_codebook),
         cmocka_unit_test(build_refuses_layers_the_model_lacks),
