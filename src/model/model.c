@@ -498,8 +498,11 @@ static void linear(model_session *s, const float *x, size_t n, const safetensors
  * about 1e-38 instead of a denormal or 0, which no sum or product here can tell apart. */
 static inline float exp_approx(float x)
 {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.3f ? 88.3f : x;
+    /* clamped so that NaN never reaches the integer conversion below (undefined behaviour);
+     * a NaN argument gives NaN back */
+    float x0 = x;
+    x = x > -87.3f ? x : -87.3f;
+    x = x < 88.3f ? x : 88.3f;
     /* n = round(x / ln 2), by the 1.5 * 2^23 trick (valid for |n| < 2^22) */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -513,7 +516,7 @@ static inline float exp_approx(float x)
     int32_t e = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &e, sizeof scale);
-    return p * scale;
+    return x0 == x0 ? p * scale : x0;
 }
 
 /* The sum of n floats with eight partial sums, which the compiler keeps in one vector. */

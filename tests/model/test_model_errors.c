@@ -277,6 +277,55 @@ static void weights_without_model_prefix_load_and_agree(void **state)
     alkfw_model_free(b);
 }
 
+/* NaN weights reach the exponential of softmax and SiLU without undefined behaviour (UBSan
+ * checks the float to int conversion) and the states they touch come out NaN, not finite. */
+static void nan_weights_give_nan_states_without_undefined_behaviour(void **state)
+{
+    (void)state;
+    static const char *const poisoned[] = {"model.layers.0.self_attn.q_proj.weight",
+                                           "model.layers.1.mlp.gate_proj.weight"};
+    for (int k = 0; k < 2; k++) {
+        char dir[400], path[512];
+        make_dir(dir, sizeof dir, k == 0 ? "nan_attention" : "nan_mlp");
+        write_config(dir, "");
+        safetensors_file *src = NULL;
+        assert_int_equal(safetensors_open(STORIES "/model.safetensors", &src, NULL), ALKFW_OK);
+        size_t n = safetensors_count(src);
+        safetensors_write_tensor *w = calloc(n, sizeof *w);
+        float *nans = NULL;
+        for (size_t i = 0; i < n; i++) {
+            const safetensors_tensor *t = safetensors_tensor_at(src, i);
+            w[i] = (safetensors_write_tensor){t->name, t->dtype, t->ndim, t->shape, t->data};
+            if (strcmp(t->name, poisoned[k]) == 0) {
+                assert_int_equal(t->dtype, SAFETENSORS_F32);
+                nans = malloc(t->nbytes);
+                for (size_t j = 0; j < t->numel; j++)
+                    nans[j] = NAN;
+                w[i].data = nans;
+            }
+        }
+        assert_non_null(nans);
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        assert_int_equal(safetensors_write(path, w, n, NULL, NULL, 0, NULL), ALKFW_OK);
+        free(w);
+        free(nans);
+        safetensors_close(src);
+
+        alkfw_model *m = NULL;
+        alkfw_error err = {0};
+        assert_int_equal(alkfw_model_open(dir, NULL, &m, &err), ALKFW_OK);
+        int32_t ids[4] = {1, 403, 407, 261};
+        int idx[2] = {0, 5};
+        float out[2 * 4 * 64];
+        assert_int_equal(alkfw_model_hidden(m, ids, 4, idx, 2, out, &err), ALKFW_OK);
+        for (size_t i = 0; i < 4 * 64; i++) {
+            assert_true(isfinite(out[i]));       /* the embeddings */
+            assert_true(isnan(out[4 * 64 + i])); /* after the final norm */
+        }
+        alkfw_model_free(m);
+    }
+}
+
 static void missing_tensor_is_named(void **state)
 {
     (void)state;
@@ -356,6 +405,7 @@ int main(void)
         cmocka_unit_test(config_unsupported_options_name_the_key),
         cmocka_unit_test(rewritten_weights_still_open),
         cmocka_unit_test(weights_without_model_prefix_load_and_agree),
+        cmocka_unit_test(nan_weights_give_nan_states_without_undefined_behaviour),
         cmocka_unit_test(missing_tensor_is_named),
         cmocka_unit_test(wrong_shape_for_config_is_named),
         cmocka_unit_test(wrong_dtype_is_named),
