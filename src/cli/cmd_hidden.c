@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,10 +68,12 @@ static int parse_int_list(const char *what, const char *s, long lo, long hi, lon
     return 0;
 }
 
-/* Prints the result as one JSON object; floats with 9 significant digits round-trip. */
+/* Prints the result as one JSON object; floats with 9 significant digits round-trip. JSON has
+ * no NaN or infinity: such values are printed as null and counted on stderr. */
 static void print_json(const int32_t *ids, size_t T, const int *layers, size_t n_layers,
                        const float *hidden, size_t H)
 {
+    size_t n_bad = 0;
     printf("{\"n_tokens\": %zu, \"hidden_size\": %zu, \"input_ids\": [", T, H);
     for (size_t t = 0; t < T; t++)
         printf(t ? ", %d" : "%d", (int)ids[t]);
@@ -80,13 +83,23 @@ static void print_json(const int32_t *ids, size_t T, const int *layers, size_t n
         for (size_t t = 0; t < T; t++) {
             fputs(t ? ", [" : "[", stdout);
             const float *row = hidden + (j * T + t) * H;
-            for (size_t i = 0; i < H; i++)
-                printf(i ? ", %.9g" : "%.9g", row[i]);
+            for (size_t i = 0; i < H; i++) {
+                if (isfinite(row[i]))
+                    printf(i ? ", %.9g" : "%.9g", row[i]);
+                else
+                    fputs(i ? ", null" : "null", stdout);
+                n_bad += !isfinite(row[i]);
+            }
             fputc(']', stdout);
         }
         fputc(']', stdout);
     }
     fputs("}}\n", stdout);
+    if (n_bad > 0)
+        fprintf(stderr,
+                "alkfw hidden: %zu values are NaN or infinite (printed as null): the model's "
+                "weights or activations are not finite\n",
+                n_bad);
 }
 
 /* Writes the result as safetensors at path. */

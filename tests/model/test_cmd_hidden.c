@@ -144,6 +144,58 @@ static void json_prints_the_same_numbers(void **state)
     cJSON_Delete(root);
 }
 
+/* A model whose weights are NaN still prints valid JSON: its non-finite values as null. */
+static void json_prints_non_finite_states_as_null(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/alkfw_test_hidden_nan_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], cmd[600];
+    snprintf(cmd, sizeof cmd, "cp %s/config.json %s/tokenizer.json %s/", MODEL_DIR, MODEL_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    safetensors_file *src = NULL;
+    assert_int_equal(safetensors_open(MODEL_DIR "/model.safetensors", &src, NULL), ALKFW_OK);
+    size_t n = safetensors_count(src);
+    safetensors_write_tensor *w = calloc(n, sizeof *w);
+    float **nans = calloc(n, sizeof *nans);
+    for (size_t i = 0; i < n; i++) {
+        const safetensors_tensor *t = safetensors_tensor_at(src, i);
+        assert_int_equal(t->dtype, SAFETENSORS_F32);
+        nans[i] = malloc(t->nbytes);
+        for (size_t j = 0; j < t->numel; j++)
+            nans[i][j] = NAN;
+        w[i] = (safetensors_write_tensor){t->name, t->dtype, t->ndim, t->shape, nans[i]};
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_int_equal(safetensors_write(path, w, n, NULL, NULL, 0, NULL), ALKFW_OK);
+    for (size_t i = 0; i < n; i++)
+        free(nans[i]);
+    free(nans);
+    free(w);
+    safetensors_close(src);
+
+    char out[] = "/tmp/alkfw_test_hidden_null_XXXXXX";
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    close(fd);
+    char *args[] = {"hidden", "--model", dir, "--ids", "1,403", "--layers", "0,5", "--json"};
+    assert_int_equal(run(args, 8, out), CLI_EXIT_OK);
+    FILE *fp = fopen(out, "rb");
+    char *text = calloc(1, 1 << 20);
+    assert_true(fread(text, 1, (1 << 20) - 1, fp) > 0);
+    fclose(fp);
+    unlink(out);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    const cJSON *h5 = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "hidden"), "5");
+    assert_int_equal(cJSON_GetArraySize(h5), 2);
+    assert_true(cJSON_IsNull(cJSON_GetArrayItem(cJSON_GetArrayItem(h5, 1), 63)));
+    cJSON_Delete(root);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void text_is_tokenized_with_the_model_tokenizer(void **state)
 {
     (void)state;
@@ -195,6 +247,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(out_file_holds_ids_and_requested_indices),
         cmocka_unit_test(json_prints_the_same_numbers),
+        cmocka_unit_test(json_prints_non_finite_states_as_null),
         cmocka_unit_test(text_is_tokenized_with_the_model_tokenizer),
         cmocka_unit_test(bad_arguments_give_usage_or_error_status),
     };
