@@ -371,7 +371,8 @@ static int dataset_append(fwu_dataset *ds, fwu_dataset *more)
     if (g == NULL)
         return -1;
     ds->rows = g;
-    memcpy(ds->rows + ds->n, more->rows, more->n * sizeof *g);
+    if (more->n > 0) /* an empty file has no rows array */
+        memcpy(ds->rows + ds->n, more->rows, more->n * sizeof *g);
     ds->n += more->n;
     free(more->rows);
     more->rows = NULL;

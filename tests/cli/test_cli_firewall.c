@@ -369,6 +369,23 @@ static double jnum(const cJSON *o, const char *key)
     return v->valuedouble;
 }
 
+/* An empty --val-data file is a validation split without texts, named as such (no rows to
+ * copy is not a NULL source for memcpy). */
+static void build_with_an_empty_validation_file_says_what_is_missing(void **state)
+{
+    (void)state;
+    char *out;
+    assert_int_equal(run("build --model " MODEL " --data " SUBSET
+                         " --layers 1,2,4 --max-tokens 16 --quiet --val-data /dev/null"
+                         " --out cli_x.safetensors",
+                         &out, 1),
+                     1);
+    if (strstr(out, "validation split has no benign texts") == NULL)
+        fail_msg("unexpected output: %s", out);
+    free(out);
+    remove("cli_x.safetensors");
+}
+
 static void eval_matches_sklearn_on_the_subset(void **state)
 {
     (void)state;
@@ -476,6 +493,7 @@ int main(void)
         cmocka_unit_test(screen_default_detector_says_what_ran),
         cmocka_unit_test(build_is_deterministic_and_matches_the_committed_codebook),
         cmocka_unit_test(build_refuses_layers_the_model_lacks),
+        cmocka_unit_test(build_with_an_empty_validation_file_says_what_is_missing),
         cmocka_unit_test(eval_matches_sklearn_on_the_subset),
         cmocka_unit_test(info_says_whether_codebook_and_model_match),
     };
