@@ -152,6 +152,12 @@ static alkfw_status firewall_load(alkfw_firewall *fw, const char *model_dir,
     st = alkfw_tokenizer_load(path, &fw->tokenizer, err);
     if (st != ALKFW_OK)
         return st;
+    /* a token the model has no embedding for would fail every text that contains it */
+    size_t tok_vocab = alkfw_tokenizer_vocab_size(fw->tokenizer);
+    if (tok_vocab > (size_t)fw->info.vocab_size)
+        return error_set(err, ALKFW_ERR_MISMATCH,
+                         "%s: token ids reach %zu but the model's vocab_size is %d (config.json)",
+                         path, tok_vocab - 1, fw->info.vocab_size);
 
     st = codebook_load(codebook_path, &fw->cb, err);
     if (st != ALKFW_OK)

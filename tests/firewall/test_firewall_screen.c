@@ -228,6 +228,43 @@ static void codebook_with_layer_beyond_model_is_refused(void **state)
     assert_non_null(strstr(err.message, "9"));
 }
 
+/* A tokenizer.json with an id past the model's embeddings is refused when the firewall opens,
+ * not on the first text that holds that token. */
+static void tokenizer_ids_beyond_the_model_vocabulary_are_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/alkfw_test_tokvocab_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], cmd[600];
+    snprintf(cmd, sizeof cmd, "cp %s/config.json %s/model.safetensors %s/", MODEL_DIR, MODEL_DIR,
+             dir);
+    assert_int_equal(system(cmd), 0);
+    size_t len;
+    char *tok = read_file(MODEL_DIR "/tokenizer.json", &len);
+    const char *at = strstr(tok, "\"added_tokens\": [");
+    assert_non_null(at);
+    size_t head = (size_t)(at - tok) + strlen("\"added_tokens\": [");
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(tok, 1, head, f);
+    fputs("{\"id\": 600, \"content\": \"<big>\", \"single_word\": false, \"lstrip\": false, "
+          "\"rstrip\": false, \"normalized\": false, \"special\": true},",
+          f);
+    fwrite(tok + head, 1, len - head, f);
+    fclose(f);
+    free(tok);
+
+    alkfw_firewall *fw = NULL;
+    alkfw_error err = {0};
+    assert_int_equal(alkfw_firewall_open(dir, REF_CODEBOOK, NULL, &fw, &err), ALKFW_ERR_MISMATCH);
+    assert_null(fw);
+    if (strstr(err.message, "token ids reach 600 but the model's vocab_size is 512") == NULL)
+        fail_msg("unexpected message: %s", err.message);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void missing_and_garbage_codebooks_give_clear_errors(void **state)
 {
     (void)state;
@@ -463,6 +500,7 @@ int main(void)
         cmocka_unit_test(one_firewall_serves_concurrent_screens),
         cmocka_unit_test(codebook_of_another_model_is_refused),
         cmocka_unit_test(codebook_with_layer_beyond_model_is_refused),
+        cmocka_unit_test(tokenizer_ids_beyond_the_model_vocabulary_are_refused),
         cmocka_unit_test(missing_and_garbage_codebooks_give_clear_errors),
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(hostile_bytes_never_crash_and_are_reported),
