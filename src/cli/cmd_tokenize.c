@@ -49,6 +49,10 @@ static char *read_stdin(size_t *len)
         if (got == 0)
             break;
     }
+    if (ferror(stdin)) { /* a closed or unreadable stdin is no empty text */
+        free(buf);
+        return NULL;
+    }
     *len = n;
     return buf;
 }
@@ -104,6 +108,10 @@ static int tokenize_jsonl(const alkfw_tokenizer *tok, const alkfw_encode_options
             status = CLI_EXIT_ERROR;
             break;
         }
+    }
+    if (status == CLI_EXIT_OK && ferror(stdin)) {
+        fprintf(stderr, "alkfw tokenize: reading stdin failed after line %ld\n", lineno);
+        status = CLI_EXIT_ERROR;
     }
     free(line);
     return status;

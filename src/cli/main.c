@@ -3,6 +3,7 @@
  */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@ typedef struct cli_command {
 } cli_command;
 
 static const cli_command commands[] = {
-    {"screen", cmd_screen, "screen text and raise an alarm (exit 0 CLEAR, 3 SUSPICIOUS, 4 DANGEROUS)"},
+    {"screen", cmd_screen,
+     "screen text and raise an alarm (exit 0 CLEAR, 3 SUSPICIOUS, 4 DANGEROUS)"},
     {"document", cmd_document, "screen a long document window by window"},
     {"build", cmd_build, "build a codebook from labeled JSONL"},
     {"eval", cmd_eval, "measure a codebook on labeled JSONL"},
@@ -34,8 +36,8 @@ static void usage(FILE *out)
 
 int cli_fail(const char *command, const alkfw_error *err)
 {
-    fprintf(stderr, "alkfw %s: %s\n", command, err->message[0] ? err->message
-                                                                : alkfw_status_string(err->status));
+    fprintf(stderr, "alkfw %s: %s\n", command,
+            err->message[0] ? err->message : alkfw_status_string(err->status));
     return CLI_EXIT_ERROR;
 }
 
@@ -91,8 +93,18 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            /* output that could not be written (a full disk, a closed stdout) is an error,
+             * whatever the verdict */
+            errno = 0;
+            if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "alkfw %s: writing the output failed%s%s\n", argv[1],
+                        errno ? ": " : "", errno ? strerror(errno) : "");
+                return CLI_EXIT_ERROR;
+            }
+            return rc;
+        }
     }
     fprintf(stderr, "alkfw: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
