@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "cli/fw_util.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,13 +38,19 @@ static void document_usage(FILE *out)
             "  --plain-specials   treat special-token text in the input as plain text\n");
 }
 
+/* The errno of the last failed read (file_read runs on the calling thread). */
+static int read_errno;
+
 /* alkfw_read_fn over a stdio stream. */
 static long file_read(void *user, char *buf, size_t size)
 {
     FILE *f = user;
+    errno = 0;
     size_t got = fread(buf, 1, size, f);
-    if (got == 0 && ferror(f))
+    if (got == 0 && ferror(f)) {
+        read_errno = errno ? errno : EIO;
         return -1;
+    }
     return (long)got;
 }
 
@@ -164,13 +171,16 @@ int cmd_document(int argc, char **argv)
 
     FILE *f = path ? fopen(path, "rb") : stdin;
     if (f == NULL) {
-        fprintf(stderr, "alkfw document: %s: cannot open\n", path);
+        fprintf(stderr, "alkfw document: %s: cannot open: %s\n", path, strerror(errno));
         alkfw_firewall_free(fw);
         return CLI_EXIT_ERROR;
     }
     alkfw_document_alarm alarm;
     int rc;
     if (alkfw_screen_document_read(fw, file_read, f, &dopts, &alarm, &err) != ALKFW_OK) {
+        if (ferror(f)) /* name the file and the cause */
+            fprintf(stderr, "alkfw document: %s: %s\n", path ? path : "stdin",
+                    strerror(read_errno));
         rc = cli_fail("document", &err);
     } else if (json) {
         char *out = NULL;

@@ -276,6 +276,20 @@ static void unwritable_output_and_closed_stdin_are_errors(void **state)
     assert_int_equal(run("tokenize --model " MODEL " hi > /dev/null", NULL, 0), 0);
 }
 
+/* A document that cannot be read is named with its cause. */
+static void document_read_errors_name_the_file_and_the_cause(void **state)
+{
+    (void)state;
+    char *out;
+    assert_int_equal(run("document --model " MODEL " --codebook " REF_CB " " ALKFW_SOURCE_DIR
+                         "/models",
+                         &out, 1),
+                     1);
+    if (strstr(out, "/models: Is a directory") == NULL)
+        fail_msg("unexpected output: %s", out);
+    free(out);
+}
+
 static void screen_default_detector_says_what_ran(void **state)
 {
     (void)state;
@@ -508,6 +522,7 @@ int main(void)
         cmocka_unit_test(screen_jsonl_reads_a_pipe_and_refuses_a_directory),
         cmocka_unit_test(tokenize_jsonl_refuses_a_nul_instead_of_cutting_the_text),
         cmocka_unit_test(unwritable_output_and_closed_stdin_are_errors),
+        cmocka_unit_test(document_read_errors_name_the_file_and_the_cause),
         cmocka_unit_test(screen_default_detector_says_what_ran),
         cmocka_unit_test(build_is_deterministic_and_matches_the_committed_codebook),
         cmocka_unit_test(build_refuses_layers_the_model_lacks),
