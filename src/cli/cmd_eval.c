@@ -537,6 +537,22 @@ int cmd_eval(int argc, char **argv)
         }
         e.left_out += !rows[i].use;
     }
+    /* a --positive label that no attack row carries would measure nothing, silently */
+    for (int k = 0; k < n_pos; k++) {
+        int seen = 0;
+        for (size_t i = 0; i < ds.n && !seen; i++)
+            seen = strcmp(ds.rows[i].label, pos_names[k]) == 0;
+        if (strcmp(pos_names[k], "benign") == 0) {
+            fprintf(stderr, "alkfw eval: --positive: 'benign' rows are the negatives; name "
+                            "attack labels\n");
+            goto done;
+        }
+        if (!seen) {
+            fprintf(stderr, "alkfw eval: --positive: no row of %s has label '%s'\n", data,
+                    pos_names[k]);
+            goto done;
+        }
+    }
 
     /* screen them all */
     fwu_progress prog;

@@ -486,6 +486,25 @@ static void eval_matches_sklearn_on_the_subset(void **state)
     free(out);
 }
 
+/* --positive naming a label the data lacks (or benign) is an error, not a report of NaNs. */
+static void eval_refuses_positive_labels_the_data_lacks(void **state)
+{
+    (void)state;
+    char *out;
+    assert_int_equal(run("eval --quiet --model " MODEL " --codebook " REF_CB " --data " SUBSET
+                         " --positive injection,nonexistent",
+                         &out, 1),
+                     1);
+    assert_non_null(strstr(out, "has label 'nonexistent'"));
+    free(out);
+    assert_int_equal(run("eval --quiet --model " MODEL " --codebook " REF_CB " --data " SUBSET
+                         " --positive benign",
+                         &out, 1),
+                     1);
+    assert_non_null(strstr(out, "'benign' rows are the negatives"));
+    free(out);
+}
+
 static void info_says_whether_codebook_and_model_match(void **state)
 {
     (void)state;
@@ -528,6 +547,7 @@ int main(void)
         cmocka_unit_test(build_refuses_layers_the_model_lacks),
         cmocka_unit_test(build_with_an_empty_validation_file_says_what_is_missing),
         cmocka_unit_test(eval_matches_sklearn_on_the_subset),
+        cmocka_unit_test(eval_refuses_positive_labels_the_data_lacks),
         cmocka_unit_test(info_says_whether_codebook_and_model_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
