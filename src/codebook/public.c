@@ -15,6 +15,8 @@ struct alkfw_codebook {
 
 alkfw_status alkfw_codebook_load(const char *path, alkfw_codebook **out, alkfw_error *err)
 {
+    if (out == NULL || path == NULL)
+        return error_set(err, ALKFW_ERR_ARGUMENT, "codebook_load: path and out must not be NULL");
     *out = NULL;
     alkfw_codebook *h = malloc(sizeof *h);
     if (!h)
@@ -61,5 +63,8 @@ void alkfw_codebook_get_info(const alkfw_codebook *h, alkfw_codebook_info *out)
 alkfw_status alkfw_codebook_check_model(const alkfw_codebook *h, const char *model_fingerprint,
                                         alkfw_error *err)
 {
+    if (h == NULL)
+        return error_set(err, ALKFW_ERR_ARGUMENT,
+                         "codebook_check_model: codebook must not be NULL");
     return codebook_check_model(h->cb, model_fingerprint, err);
 }

@@ -477,6 +477,19 @@ static void public_api_shows_the_codebook_and_checks_the_model(void **state)
     assert_null(h);
 }
 
+/* NULL arguments to the public calls are argument errors, not crashes. */
+static void public_api_refuses_null_arguments(void **state)
+{
+    (void)state;
+    alkfw_codebook *h = NULL;
+    alkfw_error err;
+    assert_int_equal(alkfw_codebook_load(NULL, &h, &err), ALKFW_ERR_ARGUMENT);
+    assert_null(h);
+    assert_int_equal(alkfw_codebook_load(FIXTURE, NULL, &err), ALKFW_ERR_ARGUMENT);
+    assert_int_equal(alkfw_codebook_check_model(NULL, "1:2:3:x", &err), ALKFW_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, "must not be NULL"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +545,7 @@ int main(void)
         cmocka_unit_test(codebook_for_the_same_model_is_accepted),
         cmocka_unit_test(codebook_for_another_model_is_refused_saying_what_differs),
         cmocka_unit_test(public_api_shows_the_codebook_and_checks_the_model),
+        cmocka_unit_test(public_api_refuses_null_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
