@@ -615,7 +615,7 @@ alkfw_status doc_pool_add(doc_pool *p, const doc_window_result *w, size_t keep_s
     return ALKFW_OK;
 }
 
-alkfw_status doc_pool_alarm(const alkfw_firewall *fw, const doc_pool *p, alkfw_document_alarm *out,
+alkfw_status doc_pool_alarm(const alkfw_firewall *fw, doc_pool *p, alkfw_document_alarm *out,
                             alkfw_error *err)
 {
     alkfw_alarm *a = &out->alarm;
@@ -660,13 +660,12 @@ alkfw_status doc_pool_alarm(const alkfw_firewall *fw, const doc_pool *p, alkfw_d
         a->n_spans = i + 1;
     }
 
-    if (p->n_windows > 0) {
-        out->windows = malloc(p->n_windows * sizeof *out->windows);
-        if (out->windows == NULL)
-            return error_set(err, ALKFW_ERR_NOMEM, "document: out of memory");
-        memcpy(out->windows, p->windows, p->n_windows * sizeof *out->windows);
-        out->n_windows = p->n_windows;
-    }
+    /* the window list moves into the alarm: for a long document it is the one part that grows
+     * with the length, so it is not copied */
+    out->windows = p->windows;
+    out->n_windows = p->n_windows;
+    p->windows = NULL;
+    p->n_windows = p->windows_cap = 0;
     return ALKFW_OK;
 }
 

@@ -174,9 +174,10 @@ alkfw_status doc_pool_add(doc_pool *p, const doc_window_result *w, size_t keep_s
                           alkfw_error *err);
 
 /* Builds the document alarm from p: the alarm fields (level, score, thresholds, directions,
- * the top spans) and the window list. n_tokens, counts and elapsed are the caller's. out must
- * be empty; on failure it is left for alkfw_document_alarm_free. Errors: ALKFW_ERR_NOMEM. */
-alkfw_status doc_pool_alarm(const alkfw_firewall *fw, const doc_pool *p, alkfw_document_alarm *out,
+ * the top spans) and the window list, which moves from p into out (p is left without
+ * windows). n_tokens, counts and elapsed are the caller's. out must be empty; on failure it
+ * is left for alkfw_document_alarm_free. Errors: ALKFW_ERR_NOMEM. */
+alkfw_status doc_pool_alarm(const alkfw_firewall *fw, doc_pool *p, alkfw_document_alarm *out,
                             alkfw_error *err);
 
 /* Seconds on the monotonic clock. */
