@@ -126,9 +126,12 @@ static void print_human(const cJSON *r)
     }
     const cJSON *match = cJSON_GetObjectItemCaseSensitive(r, "match");
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(r, "mismatch");
+    const cJSON *note = cJSON_GetObjectItemCaseSensitive(r, "note");
     if (match != NULL)
-        printf("match: %s%s%s\n", cJSON_IsTrue(match) ? "yes" : "NO",
-               cJSON_IsString(why) ? ": " : "", cJSON_IsString(why) ? why->valuestring : "");
+        printf("match: %s%s%s%s%s%s\n", cJSON_IsTrue(match) ? "yes" : "NO",
+               cJSON_IsString(why) ? ": " : "", cJSON_IsString(why) ? why->valuestring : "",
+               cJSON_IsString(note) ? " (" : "", cJSON_IsString(note) ? note->valuestring : "",
+               cJSON_IsString(note) ? ")" : "");
 }
 
 int cmd_info(int argc, char **argv)
@@ -205,10 +208,21 @@ int cmd_info(int argc, char **argv)
                              "layer %d does not exist in a model of %d layers", (int)cb->layers[l],
                              mi.n_layers);
                 }
+        size_t tok_vocab = alkfw_tokenizer_vocab_size(tok);
+        if (match && tok_vocab > (size_t)mi.vocab_size) { /* as alkfw_firewall_open refuses */
+            match = 0;
+            snprintf(why.message, sizeof why.message,
+                     "tokenizer ids reach %zu but the model's vocab_size is %d", tok_vocab - 1,
+                     mi.vocab_size);
+        }
         if (!match && why.message[0] == '\0')
             snprintf(why.message, sizeof why.message, "hidden size %d, the model has %d",
                      cb->hidden, mi.hidden_size);
         cJSON_AddBoolToObject(r, "match", match);
+        if (match && cb->model_fingerprint[0] == '\0')
+            cJSON_AddStringToObject(r, "note",
+                                    "the codebook has no model fingerprint: only its hidden size "
+                                    "and layers were checked against the model");
         if (!match) {
             cJSON_AddStringToObject(r, "mismatch", why.message);
             rc = CLI_EXIT_ERROR;

@@ -529,6 +529,33 @@ static void info_says_whether_codebook_and_model_match(void **state)
     free(out);
 }
 
+/* info agrees with the firewall: a tokenizer whose ids reach past the model's embeddings is
+ * no match. */
+static void info_says_no_match_for_a_tokenizer_beyond_the_model_vocabulary(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/alkfw_cli_tokvocab_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[1024], *out;
+    snprintf(
+        cmd, sizeof cmd,
+        "cp " MODEL "/config.json " MODEL "/model.safetensors %s/ && sed 's/\"added_tokens\": "
+        "\\[/\"added_tokens\": [{\"id\": 600, \"content\": \"<big>\", \"single_word\": false, "
+        "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true},/' " MODEL
+        "/tokenizer.json > %s/tokenizer.json",
+        dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "info --model %s --codebook " REF_CB, dir);
+    assert_int_equal(run(cmd, &out, 0), 1);
+    if (strstr(out, "match: NO: tokenizer ids reach 600 but the model's vocab_size is 512") == NULL)
+        fail_msg("unexpected output: %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "screen --model %s --codebook " REF_CB " hi", dir);
+    assert_int_equal(run(cmd, NULL, 0), 1);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +576,7 @@ int main(void)
         cmocka_unit_test(eval_matches_sklearn_on_the_subset),
         cmocka_unit_test(eval_refuses_positive_labels_the_data_lacks),
         cmocka_unit_test(info_says_whether_codebook_and_model_match),
+        cmocka_unit_test(info_says_no_match_for_a_tokenizer_beyond_the_model_vocabulary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
