@@ -234,7 +234,10 @@ static int screen_jsonl(const alkfw_firewall *fw, const char *path, int n_worker
             size_t len = (size_t)got;
             while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
                 len--;
-            if (len == 0)
+            size_t blank = 0; /* a line of only spaces and tabs is skipped, as build reads */
+            while (blank < len && (line[blank] == ' ' || line[blank] == '\t'))
+                blank++;
+            if (blank == len)
                 continue;
             items[n].line = malloc(len + 1);
             if (items[n].line == NULL) {

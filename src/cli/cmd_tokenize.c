@@ -91,7 +91,10 @@ static int tokenize_jsonl(const alkfw_tokenizer *tok, const alkfw_encode_options
     int status = CLI_EXIT_OK;
     while ((n = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
-        if (n == 0 || (n == 1 && line[0] == '\n'))
+        size_t blank = 0; /* blank lines (spaces, tabs, CR) are skipped, as screen --jsonl */
+        while (blank < (size_t)n && strchr(" \t\r\n", line[blank]) != NULL && line[blank] != 0)
+            blank++;
+        if (blank == (size_t)n)
             continue;
         /* the rows of screen --jsonl: a NUL escape or a duplicate "text" is refused, not cut */
         fwu_row row;

@@ -290,6 +290,28 @@ static void document_read_errors_name_the_file_and_the_cause(void **state)
     free(out);
 }
 
+/* Blank lines (spaces, tabs, CRLF) in a batch are skipped as build and eval skip them, not
+ * reported as invalid JSON that fails the batch. */
+static void jsonl_skips_lines_of_only_blanks(void **state)
+{
+    (void)state;
+    char *out;
+    assert_int_equal(run("tokenize --model " MODEL " --jsonl < /dev/null; printf '{\"text\": "
+                         "\"a\"}\\n   \\n\\t\\n\\r\\n\\n{\"text\": \"b\"}\\n' | " ALKFW_CLI
+                         " tokenize --jsonl --model " MODEL,
+                         &out, 1),
+                     0);
+    assert_string_equal(out, "{\"ids\": [1, 261]}\n{\"ids\": [1, 268]}\n");
+    free(out);
+    int rc = run("screen --model " MODEL " --codebook " REF_CB " --jsonl < /dev/null; printf "
+                 "'{\"text\": \"a\"}\\n   \\n\\t\\n\\r\\n' | " ALKFW_CLI
+                 " screen --jsonl --model " MODEL " --codebook " REF_CB,
+                 &out, 1);
+    assert_true(rc == 0 || rc == 3 || rc == 4);
+    assert_null(strstr(out, "error"));
+    free(out);
+}
+
 static void screen_default_detector_says_what_ran(void **state)
 {
     (void)state;
@@ -569,6 +591,7 @@ int main(void)
         cmocka_unit_test(tokenize_jsonl_refuses_a_nul_instead_of_cutting_the_text),
         cmocka_unit_test(unwritable_output_and_closed_stdin_are_errors),
         cmocka_unit_test(document_read_errors_name_the_file_and_the_cause),
+        cmocka_unit_test(jsonl_skips_lines_of_only_blanks),
         cmocka_unit_test(screen_default_detector_says_what_ran),
         cmocka_unit_test(build_is_deterministic_and_matches_the_committed_codebook),
         cmocka_unit_test(build_refuses_layers_the_model_lacks),
