@@ -417,6 +417,26 @@ static void build_state_free(build_state *b)
     free(b->row_len);
 }
 
+/* Encodes enough of text for its first max_tokens tokens to be those of the whole text, as
+ * the screen does (firewall_encode_prefix): a prefix of 16 bytes per token, grown while it
+ * gives fewer than max_tokens + 64 tokens. A huge row then costs memory for its prefix only. */
+static alkfw_status encode_prefix(const alkfw_tokenizer *tok, const char *text, size_t len,
+                                  size_t max_tokens, alkfw_encoding *enc, alkfw_error *err)
+{
+    size_t want = max_tokens + 64, budget = want * 16;
+    while (1) {
+        size_t cut = len > budget ? budget : len;
+        for (int back = 0; back < 3 && cut < len && cut > 0; back++, cut--)
+            if (((unsigned char)text[cut] & 0xC0) != 0x80)
+                break; /* no cut inside a UTF-8 sequence */
+        alkfw_status st = alkfw_tokenizer_encode(tok, text, cut, NULL, enc, err);
+        if (st != ALKFW_OK || cut == len || enc->n_tokens >= want)
+            return st;
+        alkfw_encoding_free(enc);
+        budget = budget > len / 4 ? len : budget * 4;
+    }
+}
+
 /* Tokenizes every kept row (BOS added, cut at max_tokens) and lays out the activation buffer.
  * Returns the total token count through *n_tokens. */
 static alkfw_status tokenize_all(build_state *b, const build_args *a, size_t *n_tokens,
@@ -428,8 +448,8 @@ static alkfw_status tokenize_all(build_state *b, const build_args *a, size_t *n_
         if (b->label[i] < -1)
             continue;
         alkfw_encoding enc;
-        alkfw_status st =
-            alkfw_tokenizer_encode(b->tok, b->ds.rows[i].text, b->ds.rows[i].len, NULL, &enc, err);
+        alkfw_status st = encode_prefix(b->tok, b->ds.rows[i].text, b->ds.rows[i].len,
+                                        (size_t)a->max_tokens, &enc, err);
         if (st != ALKFW_OK)
             return error_prefix(err, "line %zu", b->ds.rows[i].line);
         size_t n = enc.n_tokens < (size_t)a->max_tokens ? enc.n_tokens : (size_t)a->max_tokens;
