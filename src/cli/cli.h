@@ -23,9 +23,8 @@ int cmd_info(int argc, char **argv);
 /* Prints "alkfw <command>: <message>" for a library error to stderr and returns 1. */
 int cli_fail(const char *command, const alkfw_error *err);
 
-/* The directory of the embedded default detector (models/stories260k) as installed or as
- * found beside the executable in a build tree; the ALKFW_HOME environment variable, when
- * set, names the project root instead. Returns a static string. */
+/* The directory of the embedded default detector, as alkfw_default_model_dir finds it.
+ * Returns a static string. */
 const char *cli_default_model_dir(void);
 
 #endif

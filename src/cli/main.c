@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct cli_command {
     const char *name;
@@ -43,37 +42,12 @@ int cli_fail(const char *command, const alkfw_error *err)
 
 const char *cli_default_model_dir(void)
 {
+    /* The library knows where the embedded detector lives (ALKFW_HOME, beside the library or
+     * the executable, the install prefix); when none exists the last candidate is returned,
+     * so the command's own open reports the missing files by name. */
     static char path[4096];
-    const char *home = getenv("ALKFW_HOME");
-    if (home != NULL && home[0] != '\0') {
-        snprintf(path, sizeof path, "%s/models/stories260k", home);
-        return path;
-    }
-
-    /* Look beside the executable: build trees put it in <root>/build.../src/cli/alkfw, an
-     * install puts models in <prefix>/share/alkfw. */
-    char exe[2048];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        for (int up = 0; up < 5; up++) {
-            char *slash = strrchr(exe, '/');
-            if (slash == NULL)
-                break;
-            *slash = '\0';
-            snprintf(path, sizeof path, "%s/models/stories260k/config.json", exe);
-            if (access(path, R_OK) == 0) {
-                snprintf(path, sizeof path, "%s/models/stories260k", exe);
-                return path;
-            }
-            snprintf(path, sizeof path, "%s/share/alkfw/models/stories260k/config.json", exe);
-            if (access(path, R_OK) == 0) {
-                snprintf(path, sizeof path, "%s/share/alkfw/models/stories260k", exe);
-                return path;
-            }
-        }
-    }
-    snprintf(path, sizeof path, "models/stories260k");
+    alkfw_error err;
+    (void)alkfw_default_model_dir(path, sizeof path, &err);
     return path;
 }
 
