@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/test_util.h"
+
 #include "codebook/codebook.h"
 
 #include <cjson/cJSON.h>
@@ -355,27 +357,14 @@ static void assert_codebooks_close(const codebook *a, const codebook *b, double 
     assert_string_equal(a->model_fingerprint, b->model_fingerprint);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*len + 1);
-    assert_int_equal(fread(b, 1, *len, f), *len);
-    b[*len] = '\0';
-    fclose(f);
-    return b;
-}
-
 static void build_is_deterministic_and_matches_the_committed_codebook(void **state)
 {
     (void)state;
     assert_int_equal(run(SUBSET_BUILD " --out cli_a.safetensors", NULL, 0), 0);
     assert_int_equal(run(SUBSET_BUILD " --threads 1 --out cli_b.safetensors", NULL, 0), 0);
     size_t la, lb;
-    char *a = slurp("cli_a.safetensors", &la), *b = slurp("cli_b.safetensors", &lb);
+    char *a = test_read_file("cli_a.safetensors", &la),
+         *b = test_read_file("cli_b.safetensors", &lb);
     assert_int_equal(la, lb);
     assert_memory_equal(a, b, la);
     free(a);
@@ -486,7 +475,7 @@ static void eval_matches_sklearn_on_the_subset(void **state)
 {
     (void)state;
     size_t len;
-    char *text = slurp(FIX "/subset_eval_expected.json", &len);
+    char *text = test_read_file(FIX "/subset_eval_expected.json", &len);
     cJSON *exp = cJSON_Parse(text);
     free(text);
     assert_non_null(exp);
@@ -531,7 +520,7 @@ static void eval_matches_sklearn_on_the_subset(void **state)
     cJSON_Delete(exp);
     free(out);
 
-    char *svg = slurp("cli_roc.svg", &len);
+    char *svg = test_read_file("cli_roc.svg", &len);
     assert_non_null(strstr(svg, "<svg"));
     assert_non_null(strstr(svg, "<polyline"));
     assert_non_null(strstr(svg, "</svg>"));

@@ -6,6 +6,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+
+#include "common/test_util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,21 +27,6 @@ static codebook *load_fixture(void)
     if (codebook_load(FIXTURE, &cb, &err) != ALKFW_OK)
         fail_msg("%s", err.message);
     return cb;
-}
-
-/* Reads a whole file into a malloc'ed buffer. */
-static void *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *b = malloc((size_t)n + 1);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
 }
 
 /* ---- reading and writing ---------------------------------------------------------------- */
@@ -95,7 +83,7 @@ static void saved_codebook_reads_back_equal_and_bytes_are_deterministic(void **s
 
     /* the file equals the in-memory serialization, and saving again gives the same bytes */
     size_t n1, n2;
-    void *file = read_all(path, &n1), *mem;
+    void *file = test_read_file(path, &n1), *mem;
     assert_int_equal(codebook_serialize(back, &mem, &n2, &err), ALKFW_OK);
     assert_int_equal(n1, n2);
     assert_memory_equal(file, mem, n1);
@@ -150,7 +138,7 @@ static void truncated_file_is_a_format_error(void **state)
 {
     (void)state;
     size_t len;
-    void *data = read_all(FIXTURE, &len);
+    void *data = test_read_file(FIXTURE, &len);
     codebook *cb;
     alkfw_error err;
     assert_int_equal(codebook_load_buffer(data, len - 100, "cut", &cb, &err), ALKFW_ERR_FORMAT);

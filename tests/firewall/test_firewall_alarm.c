@@ -7,18 +7,12 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/test_util.h"
+
 #include "firewall/firewall.h"
 
 #include <math.h>
 #include <stdio.h>
-
-/* |a - b| <= tol, printing both values when not (cmocka 1.1 has no double assertion). */
-#define assert_near(a, b, tol)                                                                     \
-    do {                                                                                           \
-        double a_ = (a), b_ = (b);                                                                 \
-        if (!(fabs(a_ - b_) <= (tol)))                                                             \
-            fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol));      \
-    } while (0)
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

@@ -8,18 +8,12 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/test_util.h"
+
 #include "firewall/firewall.h"
 
 #include <math.h>
 #include <stdio.h>
-
-/* |a - b| <= tol, printing both values when not (cmocka 1.1 has no double assertion). */
-#define assert_near(a, b, tol)                                                                     \
-    do {                                                                                           \
-        double a_ = (a), b_ = (b);                                                                 \
-        if (!(fabs(a_ - b_) <= (tol)))                                                             \
-            fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol));      \
-    } while (0)
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -36,27 +30,6 @@
  * the scoring math adds no more than rounding, so scores must agree well within 1e-4. */
 #define TOL 1e-4
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf != NULL)
-        buf[n] = '\0';
-    if (len)
-        *len = (size_t)n;
-    fclose(f);
-    return buf;
-}
-
 static alkfw_firewall *open_reference(const alkfw_options *opts)
 {
     alkfw_firewall *fw = NULL;
@@ -70,7 +43,7 @@ static alkfw_firewall *open_reference(const alkfw_options *opts)
 /* Compares the alarm of every reference text in one mode with the numpy expectations. */
 static void check_mode(const char *mode, const alkfw_options *opts)
 {
-    char *text_json = read_file(FIXTURES "/reference_expected.json", NULL);
+    char *text_json = test_read_file(FIXTURES "/reference_expected.json", NULL);
     assert_non_null(text_json);
     cJSON *exp = cJSON_Parse(text_json);
     free(text_json);
@@ -240,7 +213,7 @@ static void tokenizer_ids_beyond_the_model_vocabulary_are_refused(void **state)
              dir);
     assert_int_equal(system(cmd), 0);
     size_t len;
-    char *tok = read_file(MODEL_DIR "/tokenizer.json", &len);
+    char *tok = test_read_file(MODEL_DIR "/tokenizer.json", &len);
     const char *at = strstr(tok, "\"added_tokens\": [");
     assert_non_null(at);
     size_t head = (size_t)(at - tok) + strlen("\"added_tokens\": [");
@@ -276,7 +249,7 @@ static void missing_and_garbage_codebooks_give_clear_errors(void **state)
 
     /* a truncated copy of a valid codebook */
     size_t len;
-    char *bytes = read_file(REF_CODEBOOK, &len);
+    char *bytes = test_read_file(REF_CODEBOOK, &len);
     assert_non_null(bytes);
     const char *tmp = "firewall_truncated.safetensors";
     FILE *f = fopen(tmp, "wb");

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/test_util.h"
+
 #include "alkfw.h"
 
 /* Under AddressSanitizer the heap is counted by the sanitizer, not by glibc. */
@@ -36,24 +38,6 @@
 
 /* Forwarding in pieces through the KV cache sums in another order than one forward. */
 #define TOL 1e-5
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("%s: cannot open", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
 
 static alkfw_firewall *open_fw_with(int smoothing_window, int last_token)
 {
@@ -192,7 +176,7 @@ static void long_text_streams_like_the_document_across_windows(void **state)
     (void)state;
     alkfw_firewall *fw = open_fw();
     size_t len;
-    char *doc = read_file(FIXTURES "/benign_docs.txt", &len);
+    char *doc = test_read_file(FIXTURES "/benign_docs.txt", &len);
     if (len > 900)
         len = 900;
     check_every_chunk_size(fw, 96, doc, len, 131);

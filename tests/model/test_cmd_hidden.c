@@ -7,6 +7,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+
+#include "common/test_util.h"
+
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <math.h>
@@ -52,15 +55,7 @@ static int run(char **args, int n, const char *out_path)
 /* The first 5 reference ids of ref_0 ("Once upon a time") and the values at index idx. */
 static void reference_prefix(int idx, float *want /* [5][64] */)
 {
-    FILE *fp = fopen(MODEL_DIR "/reference/ref_0.json", "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *text = malloc((size_t)len + 1);
-    assert_int_equal(fread(text, 1, (size_t)len, fp), (size_t)len);
-    text[len] = '\0';
-    fclose(fp);
+    char *text = test_read_file(MODEL_DIR "/reference/ref_0.json", NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *data =

@@ -7,6 +7,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+
+#include "common/test_util.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
@@ -28,21 +31,6 @@ typedef struct reference {
     float *hidden; /* [N_LAYERS + 1][n][HIDDEN], HF convention: index 5 normed */
 } reference;
 
-static char *read_text(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, fp), (size_t)len);
-    buf[len] = '\0';
-    fclose(fp);
-    return buf;
-}
-
 /* Flattens a nested JSON array of numbers into out; returns the count. */
 static size_t flatten(const cJSON *a, float *out, size_t at)
 {
@@ -59,7 +47,7 @@ static void load_reference(int k, reference *r)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/reference/ref_%d.json", MODEL_DIR, k);
-    char *text = read_text(path);
+    char *text = test_read_file(path, NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);
     assert_non_null(root);

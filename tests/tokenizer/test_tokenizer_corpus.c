@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/test_util.h"
+
 #include <cjson/cJSON.h>
 
 #include "tokenizer/tokref.h"
@@ -149,7 +151,7 @@ static void smollm2_matches_rust_reference_strings(void **state)
 {
     corpus_state *s = *state;
     char *json =
-        tokref_read_file(ALKFW_SHARED_DIR "/models/smollm2-135m/tokenizer-reference.json", NULL);
+        test_read_file(ALKFW_SHARED_DIR "/models/smollm2-135m/tokenizer-reference.json", NULL);
     assert_non_null(json);
     cJSON *root = cJSON_Parse(json);
     assert_true(cJSON_IsArray(root));
@@ -174,7 +176,7 @@ static void smollm2_matches_rust_reference_strings(void **state)
 /* Runs every hard case through one tokenizer, comparing ids and checking spans. */
 static void check_hard_cases(const alkfw_tokenizer *tok, const char *key, const uint8_t *dropped)
 {
-    char *data = tokref_read_file(FIXTURES "/hard_cases.jsonl", NULL);
+    char *data = test_read_file(FIXTURES "/hard_cases.jsonl", NULL);
     assert_non_null(data);
     int bad = 0, n = 0;
     for (char *line = strtok(data, "\n"); line != NULL; line = strtok(NULL, "\n")) {
@@ -222,9 +224,9 @@ static void hard_cases_match_reference_stories260k(void **state)
 static void labeled_texts_match_reference_ids(void **state)
 {
     corpus_state *s = *state;
-    char *labeled = tokref_read_file(ALKFW_SHARED_DIR "/data/labeled.jsonl", NULL);
-    char *ref = tokref_read_file(FIXTURES "/labeled_ids.jsonl", NULL);
-    char *head = tokref_read_file(FIXTURES "/labeled_head.jsonl", NULL);
+    char *labeled = test_read_file(ALKFW_SHARED_DIR "/data/labeled.jsonl", NULL);
+    char *ref = test_read_file(FIXTURES "/labeled_ids.jsonl", NULL);
+    char *head = test_read_file(FIXTURES "/labeled_head.jsonl", NULL);
     assert_non_null(labeled);
     assert_non_null(ref);
     assert_non_null(head);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/test_util.h"
+
 #include <cjson/cJSON.h>
 #include <pthread.h>
 
@@ -567,7 +569,7 @@ static void decode_inverts_encode_on_the_hard_cases(void **state)
 {
     real_state *s = *state;
     char *data =
-        tokref_read_file(ALKFW_SOURCE_DIR "/tests/fixtures/tokenizer/hard_cases.jsonl", NULL);
+        test_read_file(ALKFW_SOURCE_DIR "/tests/fixtures/tokenizer/hard_cases.jsonl", NULL);
     assert_non_null(data);
     int checked = 0, bad = 0;
     for (char *line = strtok(data, "\n"); line != NULL; line = strtok(NULL, "\n")) {
@@ -694,7 +696,7 @@ static void one_tokenizer_serves_many_threads_with_identical_results(void **stat
 {
     real_state *s = *state;
     size_t len = 0;
-    char *labeled = tokref_read_file(ALKFW_SHARED_DIR "/data/labeled.jsonl", &len);
+    char *labeled = test_read_file(ALKFW_SHARED_DIR "/data/labeled.jsonl", &len);
     assert_non_null(labeled);
     alkfw_tokenizer *fresh;
     assert_int_equal(alkfw_tokenizer_load(SMOL_JSON, &fresh, NULL), ALKFW_OK);

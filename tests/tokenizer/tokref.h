@@ -1,5 +1,5 @@
 /*
- * tokref.h - helpers shared by the tokenizer tests: reading fixture files, hex, the FNV-1a
+ * tokref.h - helpers shared by the tokenizer tests: hex, the FNV-1a
  * hash of an id sequence (the same one tools/tokref/fnv.mjs computes).
  */
 #ifndef ALKFW_TESTS_TOKREF_H
@@ -11,29 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Reads a whole file into a malloc'd NUL-terminated buffer; NULL when it cannot. */
-static inline char *tokref_read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf != NULL) {
-        buf[n] = '\0';
-        if (len != NULL)
-            *len = (size_t)n;
-    }
-    return buf;
-}
 
 /* Decodes a hex string into bytes (malloc'd); *len receives the count. */
 static inline char *tokref_unhex(const char *hex, size_t *len)

@@ -1,0 +1,24 @@
+/*
+ * test_util.h - helpers shared by the cmocka suites: reading a fixture file whole and comparing
+ * doubles with a tolerance. Include after <cmocka.h>.
+ */
+#ifndef ALKFW_TESTS_TEST_UTIL_H
+#define ALKFW_TESTS_TEST_UTIL_H
+
+#include <math.h>
+#include <stddef.h>
+
+/* |a - b| <= tol, printing both values when not (cmocka 1.1 has no double assertion). */
+#define assert_near(a, b, tol)                                                                     \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        if (!(fabs(a_ - b_) <= (tol)))                                                             \
+            fail_msg("%s = %.17g, expected %.17g (tolerance %g)", #a, a_, b_, (double)(tol));      \
+    } while (0)
+
+/* Reads the whole file at path into a malloc'd buffer with a NUL after the last byte; the caller
+ * frees it. *len (when len is not NULL) receives the byte count, NUL not included. Fails the
+ * running test when the file cannot be opened or read, so it never returns NULL. */
+char *test_read_file(const char *path, size_t *len);
+
+#endif
