@@ -1,9 +1,11 @@
 /*
- * test_util.h - helpers shared by the cmocka suites: reading a fixture file whole and comparing
- * doubles with a tolerance. Include after <cmocka.h>.
+ * test_util.h - helpers shared by the cmocka suites: reading a fixture file whole, comparing
+ * doubles with a tolerance, opening a firewall. Include after <cmocka.h>.
  */
 #ifndef ALKFW_TESTS_TEST_UTIL_H
 #define ALKFW_TESTS_TEST_UTIL_H
+
+#include "alkfw.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -20,5 +22,11 @@
  * frees it. *len (when len is not NULL) receives the byte count, NUL not included. Fails the
  * running test when the file cannot be opened or read, so it never returns NULL. */
 char *test_read_file(const char *path, size_t *len);
+
+/* Opens the firewall of model_dir with codebook under opts (NULL: the defaults); the caller closes
+ * it. Fails the running test, printing the library's message, when it cannot be opened. Defined
+ * in test_firewall_util.c so that suites which never open a firewall need not link it. */
+alkfw_firewall *test_open_firewall(const char *model_dir, const char *codebook,
+                                   const alkfw_options *opts);
 
 #endif

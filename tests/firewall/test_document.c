@@ -33,11 +33,7 @@ static alkfw_firewall *open_fw(const char *codebook)
     alkfw_options o;
     alkfw_options_init(&o);
     o.n_threads = 1;
-    alkfw_firewall *fw = NULL;
-    alkfw_error err = {0};
-    if (alkfw_firewall_open(MODEL_DIR, codebook, &o, &fw, &err) != ALKFW_OK)
-        fail_msg("open: %s", err.message);
-    return fw;
+    return test_open_firewall(MODEL_DIR, codebook, &o);
 }
 
 static alkfw_document_options doc_options(size_t window, int threads)

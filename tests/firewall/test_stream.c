@@ -46,11 +46,7 @@ static alkfw_firewall *open_fw_with(int smoothing_window, int last_token)
     o.n_threads = 1;
     o.smoothing_window = smoothing_window;
     o.last_token = last_token;
-    alkfw_firewall *fw = NULL;
-    alkfw_error err = {0};
-    if (alkfw_firewall_open(MODEL_DIR, REF_CODEBOOK, &o, &fw, &err) != ALKFW_OK)
-        fail_msg("open: %s", err.message);
-    return fw;
+    return test_open_firewall(MODEL_DIR, REF_CODEBOOK, &o);
 }
 
 static alkfw_firewall *open_fw(void)
