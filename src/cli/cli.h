@@ -10,7 +10,13 @@
 
 #include "alkfw.h"
 
-enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2 };
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_ERROR = 1,
+    CLI_EXIT_USAGE = 2,
+    CLI_EXIT_SUSPICIOUS = 3,
+    CLI_EXIT_DANGEROUS = 4
+};
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_hidden(int argc, char **argv);

@@ -12,8 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { EXIT_SUSPICIOUS = 3, EXIT_DANGEROUS = 4 };
-
 static void document_usage(FILE *out)
 {
     fprintf(out,
@@ -102,9 +100,9 @@ static void print_human(const alkfw_document_alarm *d, const char *path)
 
 int cmd_document(int argc, char **argv)
 {
-    const char *model = NULL, *codebook = NULL, *path = NULL;
+    const char *path = NULL;
     int json = 0;
-    long threads = 0;
+    fwu_detector_args det = {0};
     alkfw_options opts;
     alkfw_options_init(&opts);
     alkfw_document_options dopts;
@@ -120,24 +118,12 @@ int cmd_document(int argc, char **argv)
             return CLI_EXIT_OK;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
-        } else if (strcmp(a, "--plain-specials") == 0) {
-            opts.plain_specials = 1;
-        } else if (strcmp(a, "--model") == 0 && v) {
-            model = v, i++;
-        } else if (strcmp(a, "--codebook") == 0 && v) {
-            codebook = v, i++;
+        } else if (fwu_parse_detector_option(argc, argv, &i, &det, &opts)) {
+            continue;
         } else if (strcmp(a, "--window") == 0 && v && fwu_parse_long(v, 2, 1L << 20, &n) == 0) {
             dopts.window = (size_t)n, i++;
         } else if (strcmp(a, "--overlap") == 0 && v && fwu_parse_double(v, 0, 0.9, &x) == 0) {
             dopts.overlap = x, i++;
-        } else if (strcmp(a, "--threads") == 0 && v && fwu_parse_long(v, 1, 64, &threads) == 0) {
-            i++;
-        } else if (strcmp(a, "--suspicious") == 0 && v && fwu_parse_double(v, 0, 1, &x) == 0) {
-            opts.threshold_suspicious = x, i++;
-        } else if (strcmp(a, "--dangerous") == 0 && v && fwu_parse_double(v, 0, 1, &x) == 0) {
-            opts.threshold_dangerous = x, i++;
-        } else if (strcmp(a, "--max-spans") == 0 && v && fwu_parse_long(v, 0, 64, &n) == 0) {
-            opts.max_spans = (size_t)n, i++;
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "alkfw document: bad option '%s'%s\n\n", a,
                     v == NULL ? " (or its value is missing)" : " or its value");
@@ -159,14 +145,10 @@ int cmd_document(int argc, char **argv)
 
     /* the threads screen different windows; each window's forward then runs on one */
     opts.n_threads = 1;
-    dopts.n_threads = (int)threads;
-    char model_dir[PATH_MAX], codebook_path[PATH_MAX];
-    int is_default = 0;
+    dopts.n_threads = (int)det.threads;
     alkfw_error err = {0};
     alkfw_firewall *fw = NULL;
-    if (fwu_resolve(model, codebook, model_dir, codebook_path, sizeof model_dir, &is_default,
-                    &err) != ALKFW_OK ||
-        alkfw_firewall_open(model_dir, codebook_path, &opts, &fw, &err) != ALKFW_OK)
+    if (fwu_open_firewall(det.model, det.codebook, &opts, &fw, NULL, &err) != ALKFW_OK)
         return cli_fail("document", &err);
 
     FILE *f = path ? fopen(path, "rb") : stdin;
@@ -196,9 +178,7 @@ int cmd_document(int argc, char **argv)
         rc = CLI_EXIT_OK;
     }
     if (rc == CLI_EXIT_OK)
-        rc = alarm.alarm.level == ALKFW_DANGEROUS    ? EXIT_DANGEROUS
-             : alarm.alarm.level == ALKFW_SUSPICIOUS ? EXIT_SUSPICIOUS
-                                                     : CLI_EXIT_OK;
+        rc = fwu_exit_for_level(alarm.alarm.level);
     alkfw_document_alarm_free(&alarm);
     if (f != stdin)
         fclose(f);

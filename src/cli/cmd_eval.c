@@ -506,8 +506,7 @@ int cmd_eval(int argc, char **argv)
     eval_data e;
     memset(&e, 0, sizeof e);
     cJSON *report = NULL;
-    char msg[1024], model_dir[PATH_MAX], codebook_path[PATH_MAX];
-    int is_default;
+    char msg[1024];
     alkfw_error err = {0};
     opts.n_threads = threads > 1 ? 1 : 0;
 
@@ -515,9 +514,7 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "alkfw eval: %s\n", msg);
         goto done;
     }
-    if (fwu_resolve(model, codebook, model_dir, codebook_path, sizeof model_dir, &is_default,
-                    &err) != ALKFW_OK ||
-        alkfw_firewall_open(model_dir, codebook_path, &opts, &fw, &err) != ALKFW_OK) {
+    if (fwu_open_firewall(model, codebook, &opts, &fw, NULL, &err) != ALKFW_OK) {
         rc = cli_fail("eval", &err);
         goto done;
     }

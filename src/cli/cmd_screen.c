@@ -15,8 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { EXIT_SUSPICIOUS = 3, EXIT_DANGEROUS = 4 };
-
 /* Rows screened together in batch mode before their alarms are printed in input order. */
 #define BATCH_CHUNK 64
 
@@ -46,15 +44,6 @@ static void screen_usage(FILE *out)
             "  --plain-specials   treat special-token text in the input as plain text\n"
             "  --stream           read stdin as it arrives; one alarm JSON line per piece read\n"
             "  --stream-window N  stream: tokens per window (default min(2048, max positions))\n");
-}
-
-static int exit_for_level(alkfw_level level)
-{
-    if (level == ALKFW_DANGEROUS)
-        return EXIT_DANGEROUS;
-    if (level == ALKFW_SUSPICIOUS)
-        return EXIT_SUSPICIOUS;
-    return CLI_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -278,7 +267,7 @@ static int screen_jsonl(const alkfw_firewall *fw, const char *path, int n_worker
     }
     if (failed)
         return CLI_EXIT_ERROR;
-    return worst < 0 ? CLI_EXIT_OK : exit_for_level((alkfw_level)worst);
+    return worst < 0 ? CLI_EXIT_OK : fwu_exit_for_level((alkfw_level)worst);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -287,12 +276,11 @@ static int screen_jsonl(const alkfw_firewall *fw, const char *path, int n_worker
 
 int cmd_screen(int argc, char **argv)
 {
-    const char *model = NULL, *codebook = NULL;
     int json = 0, jsonl = 0;
     int stream = 0; /* --stream: see screen_stream.c */
     alkfw_document_options stream_opts;
     alkfw_document_options_init(&stream_opts);
-    long threads = 0;
+    fwu_detector_args det = {0};
     alkfw_options opts;
     alkfw_options_init(&opts);
     int first_text = argc;
@@ -301,7 +289,6 @@ int cmd_screen(int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
-        double x;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             screen_usage(stdout);
             return CLI_EXIT_OK;
@@ -318,24 +305,12 @@ int cmd_screen(int argc, char **argv)
             opts.last_token = 1;
         } else if (strcmp(a, "--no-smoothing") == 0) {
             opts.smoothing = 0;
-        } else if (strcmp(a, "--plain-specials") == 0) {
-            opts.plain_specials = 1;
-        } else if (strcmp(a, "--model") == 0 && v) {
-            model = v, i++;
-        } else if (strcmp(a, "--codebook") == 0 && v) {
-            codebook = v, i++;
-        } else if (strcmp(a, "--threads") == 0 && v && fwu_parse_long(v, 1, 64, &threads) == 0) {
-            i++;
-        } else if (strcmp(a, "--suspicious") == 0 && v && fwu_parse_double(v, 0, 1, &x) == 0) {
-            opts.threshold_suspicious = x, i++;
-        } else if (strcmp(a, "--dangerous") == 0 && v && fwu_parse_double(v, 0, 1, &x) == 0) {
-            opts.threshold_dangerous = x, i++;
+        } else if (fwu_parse_detector_option(argc, argv, &i, &det, &opts)) {
+            continue;
         } else if (strcmp(a, "--window") == 0 && v && fwu_parse_long(v, 1, 4096, &n) == 0) {
             opts.smoothing_window = (int)n, i++;
         } else if (strcmp(a, "--max-tokens") == 0 && v && fwu_parse_long(v, 1, 1L << 24, &n) == 0) {
             opts.max_tokens = (size_t)n, i++;
-        } else if (strcmp(a, "--max-spans") == 0 && v && fwu_parse_long(v, 0, 64, &n) == 0) {
-            opts.max_spans = (size_t)n, i++;
         } else if (strcmp(a, "--") == 0) {
             first_text = i + 1;
             break;
@@ -364,14 +339,11 @@ int cmd_screen(int argc, char **argv)
     }
 
     /* in batch mode the threads screen different lines; each forward then runs on one */
-    opts.n_threads = jsonl ? 1 : (int)threads;
-    char model_dir[PATH_MAX], codebook_path[PATH_MAX];
+    opts.n_threads = jsonl ? 1 : (int)det.threads;
     int is_default = 0;
     alkfw_error err = {0};
     alkfw_firewall *fw = NULL;
-    if (fwu_resolve(model, codebook, model_dir, codebook_path, sizeof model_dir, &is_default,
-                    &err) != ALKFW_OK ||
-        alkfw_firewall_open(model_dir, codebook_path, &opts, &fw, &err) != ALKFW_OK)
+    if (fwu_open_firewall(det.model, det.codebook, &opts, &fw, &is_default, &err) != ALKFW_OK)
         return cli_fail("screen", &err);
 
     if (stream) {
@@ -380,7 +352,8 @@ int cmd_screen(int argc, char **argv)
         return rc;
     }
     if (jsonl) {
-        int rc = screen_jsonl(fw, n_text ? argv[first_text] : "-", threads > 0 ? (int)threads : 1);
+        int rc = screen_jsonl(fw, n_text ? argv[first_text] : "-",
+                              det.threads > 0 ? (int)det.threads : 1);
         alkfw_firewall_free(fw);
         return rc;
     }
@@ -423,12 +396,12 @@ int cmd_screen(int argc, char **argv)
             rc = cli_fail("screen", &err);
         } else {
             printf("%s\n", out);
-            rc = exit_for_level(alarm.level);
+            rc = fwu_exit_for_level(alarm.level);
         }
         free(out);
     } else {
         print_human(&alarm, text, len, is_default);
-        rc = exit_for_level(alarm.level);
+        rc = fwu_exit_for_level(alarm.level);
     }
     alkfw_alarm_free(&alarm);
     free(text);

@@ -3,8 +3,11 @@
  */
 #include "cli/fw_util.h"
 
+#include "cli/cli.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +369,62 @@ alkfw_status fwu_resolve(const char *model, const char *codebook, char *model_di
     else
         snprintf(codebook_path, size, "%s/codebook.safetensors", model_dir);
     return ALKFW_OK;
+}
+
+alkfw_status fwu_open_firewall(const char *model, const char *codebook, const alkfw_options *opts,
+                               alkfw_firewall **fw, int *is_default, alkfw_error *err)
+{
+    char model_dir[PATH_MAX], codebook_path[PATH_MAX];
+    int dflt;
+    *fw = NULL;
+    alkfw_status st =
+        fwu_resolve(model, codebook, model_dir, codebook_path, sizeof model_dir, &dflt, err);
+    if (st != ALKFW_OK)
+        return st;
+    if (is_default != NULL)
+        *is_default = dflt;
+    return alkfw_firewall_open(model_dir, codebook_path, opts, fw, err);
+}
+
+int fwu_exit_for_level(alkfw_level level)
+{
+    if (level == ALKFW_DANGEROUS)
+        return CLI_EXIT_DANGEROUS;
+    if (level == ALKFW_SUSPICIOUS)
+        return CLI_EXIT_SUSPICIOUS;
+    return CLI_EXIT_OK;
+}
+
+int fwu_parse_detector_option(int argc, char **argv, int *i, fwu_detector_args *args,
+                              alkfw_options *opts)
+{
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long n;
+    double x;
+
+    if (strcmp(a, "--plain-specials") == 0) {
+        opts->plain_specials = 1;
+        return 1;
+    }
+    if (v == NULL)
+        return 0;
+    if (strcmp(a, "--model") == 0)
+        args->model = v;
+    else if (strcmp(a, "--codebook") == 0)
+        args->codebook = v;
+    else if (strcmp(a, "--threads") == 0 && fwu_parse_long(v, 1, 64, &n) == 0)
+        args->threads = n;
+    else if (strcmp(a, "--suspicious") == 0 && fwu_parse_double(v, 0, 1, &x) == 0)
+        opts->threshold_suspicious = x;
+    else if (strcmp(a, "--dangerous") == 0 && fwu_parse_double(v, 0, 1, &x) == 0)
+        opts->threshold_dangerous = x;
+    else if (strcmp(a, "--max-spans") == 0 && fwu_parse_long(v, 0, 64, &n) == 0)
+        opts->max_spans = (size_t)n;
+    else
+        return 0;
+    (*i)++;
+    return 1;
 }
 
 void fwu_print_escaped(FILE *out, const char *text, size_t len, size_t max)

@@ -1,6 +1,7 @@
 /*
- * fw_util.h - helpers shared by the firewall subcommands (screen, build, eval, info): number
- * parsing, reading text and labeled JSONL, progress on stderr, the default detector.
+ * fw_util.h - helpers shared by the firewall subcommands (screen, document, build, eval, info):
+ * number parsing, the detector options, reading text and labeled JSONL, progress on stderr,
+ * opening the (default) detector, the exit status of a level.
  */
 #ifndef ALKFW_CLI_FW_UTIL_H
 #define ALKFW_CLI_FW_UTIL_H
@@ -75,6 +76,30 @@ double fwu_now(void);
  * error of alkfw_default_model_dir. */
 alkfw_status fwu_resolve(const char *model, const char *codebook, char *model_dir,
                          char *codebook_path, size_t size, int *is_default, alkfw_error *err);
+
+/* Resolves the detector as fwu_resolve does and opens its firewall with opts into *fw (the
+ * caller frees it with alkfw_firewall_free). Sets *is_default (may be NULL). Returns ALKFW_OK,
+ * or the error of the resolution or of alkfw_firewall_open with *fw left NULL. */
+alkfw_status fwu_open_firewall(const char *model, const char *codebook, const alkfw_options *opts,
+                               alkfw_firewall **fw, int *is_default, alkfw_error *err);
+
+/* The exit status of a screening command for an alarm level: CLI_EXIT_OK for CLEAR,
+ * CLI_EXIT_SUSPICIOUS or CLI_EXIT_DANGEROUS. */
+int fwu_exit_for_level(alkfw_level level);
+
+/* The options screen and document share: the detector (--model DIR, --codebook FILE),
+ * --threads N, --suspicious X, --dangerous X, --max-spans N and --plain-specials. */
+typedef struct fwu_detector_args {
+    const char *model;    /* NULL: the embedded default */
+    const char *codebook; /* NULL: <model dir>/codebook.safetensors */
+    long threads;         /* 0: the default */
+} fwu_detector_args;
+
+/* Applies argv[*i] when it is one of the shared options above with a valid value, moving *i
+ * onto the value it took. Returns 1 when applied; 0 when argv[*i] is another option or its value
+ * is missing or bad (the caller reports it as a bad option). */
+int fwu_parse_detector_option(int argc, char **argv, int *i, fwu_detector_args *args,
+                              alkfw_options *opts);
 
 /* Writes text to out for display: printable ASCII as is, other bytes and quotes escaped,
  * at most max bytes of input (an ellipsis marks a cut). */

@@ -4,6 +4,7 @@
 #include "cli/screen_stream.h"
 
 #include "cli/cli.h"
+#include "cli/fw_util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -59,5 +60,5 @@ int cli_screen_stream(const alkfw_firewall *fw, const alkfw_document_options *op
     alkfw_stream_free(stream);
     if (rc != CLI_EXIT_OK)
         return rc;
-    return level == ALKFW_DANGEROUS ? 4 : level == ALKFW_SUSPICIOUS ? 3 : CLI_EXIT_OK;
+    return fwu_exit_for_level(level);
 }
