@@ -7,23 +7,17 @@
  * tokenization so far says (a documented LIMIT), so there only the span rules are checked.
  */
 #include "firewall/document.h"
+#include "fuzz_tokenizers.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static alkfw_tokenizer *toks[2];
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    alkfw_tokenizer_load(ALKFW_SOURCE_DIR "/models/stories260k/tokenizer.json", &toks[0], NULL);
-    alkfw_tokenizer_load(ALKFW_SHARED_DIR "/models/smollm2-135m/tokenizer.json", &toks[1], NULL);
-    if (toks[0] == NULL) {
-        fprintf(stderr, "fuzz_document_tokens: cannot load stories260k/tokenizer.json\n");
-        abort();
-    }
+    fuzz_tokenizers_load("fuzz_document_tokens");
     return 0;
 }
 
@@ -43,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    const alkfw_tokenizer *tok = toks[data[0] & 1] ? toks[data[0] & 1] : toks[0];
+    const alkfw_tokenizer *tok = fuzz_tokenizers_pick(data[0]);
     uint32_t rng = data[1] * 2654435761u + 1;
     const char *text = (const char *)data + 2;
     size_t len = size - 2;

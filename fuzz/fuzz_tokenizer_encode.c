@@ -5,23 +5,17 @@
  * checked on every result.
  */
 #include "alkfw.h"
+#include "fuzz_tokenizers.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static alkfw_tokenizer *toks[2];
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    alkfw_tokenizer_load(ALKFW_SOURCE_DIR "/models/stories260k/tokenizer.json", &toks[0], NULL);
-    alkfw_tokenizer_load(ALKFW_SHARED_DIR "/models/smollm2-135m/tokenizer.json", &toks[1], NULL);
-    if (toks[0] == NULL) {
-        fprintf(stderr, "fuzz_tokenizer_encode: cannot load stories260k/tokenizer.json\n");
-        abort();
-    }
+    fuzz_tokenizers_load("fuzz_tokenizer_encode");
     return 0;
 }
 
@@ -30,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     uint8_t sel = data[0];
-    const alkfw_tokenizer *tok = toks[sel & 1] ? toks[sel & 1] : toks[0];
+    const alkfw_tokenizer *tok = fuzz_tokenizers_pick(sel);
     alkfw_encode_options opts;
     alkfw_encode_options_init(&opts);
     opts.plain_specials = (sel >> 1) & 1;
