@@ -430,19 +430,6 @@ size_t doc_geometry_sequence(const doc_geometry *g, const int32_t *ids, const al
     return T;
 }
 
-void doc_score_options(const alkfw_firewall *fw, codebook_score_options *so)
-{
-    /* the same mapping as the firewall's single-window screen */
-    codebook_score_options_init(so);
-    if (!fw->opts.smoothing)
-        so->smoothing_window = 0;
-    else if (fw->opts.smoothing_window > 0)
-        so->smoothing_window = fw->opts.smoothing_window;
-    so->last_token = fw->opts.last_token;
-    so->threshold_suspicious = fw->opts.threshold_suspicious;
-    so->threshold_dangerous = fw->opts.threshold_dangerous;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* Windows and max pooling                                                                   */
 /* ---------------------------------------------------------------------------------------- */

@@ -112,9 +112,6 @@ size_t doc_geometry_windows(const doc_geometry *g, size_t n_content);
 size_t doc_geometry_sequence(const doc_geometry *g, const int32_t *ids, const alkfw_span *spans,
                              size_t nc, int32_t *seq_ids, alkfw_span *seq_spans);
 
-/* The codebook's scoring options for the firewall's settings (as alkfw_screen applies them). */
-void doc_score_options(const alkfw_firewall *fw, codebook_score_options *so);
-
 /* ---- the max-pooled alarm ------------------------------------------------------------------ */
 
 /* One span candidate: bytes, output index, p. */

@@ -257,8 +257,7 @@ void firewall_thresholds(const alkfw_firewall *fw, double *suspicious, double *d
                                                    : fw->cb->threshold_dangerous;
 }
 
-/* The codebook's scoring options for the firewall's settings. */
-static void score_options(const alkfw_firewall *fw, codebook_score_options *so)
+void firewall_score_options(const alkfw_firewall *fw, codebook_score_options *so)
 {
     codebook_score_options_init(so);
     if (!fw->opts.smoothing)
@@ -288,7 +287,7 @@ alkfw_status firewall_screen_window(const alkfw_firewall *fw, const int32_t *ids
 
     /* standardize, project, copula features, smoothing, directions, aggregate */
     codebook_score_options so;
-    score_options(fw, &so);
+    firewall_score_options(fw, &so);
     if (st == ALKFW_OK)
         st = codebook_score(fw->cb, states, n_tokens, &so, res, err);
     free(states);

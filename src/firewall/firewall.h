@@ -80,6 +80,10 @@ alkfw_status firewall_alarm_fill(const alkfw_firewall *fw, const codebook_result
  * codebook's. This function can't fail. */
 void firewall_thresholds(const alkfw_firewall *fw, double *suspicious, double *dangerous);
 
+/* The codebook's scoring options for the firewall's settings, as alkfw_screen applies them to a
+ * window and the document and stream paths to each of theirs. This function can't fail. */
+void firewall_score_options(const alkfw_firewall *fw, codebook_score_options *so);
+
 /* The level of a score by strict > against the thresholds. This function can't fail. */
 alkfw_level firewall_level(double score, double suspicious, double dangerous);
 

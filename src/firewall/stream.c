@@ -166,7 +166,7 @@ static alkfw_status window_score_new(const alkfw_stream *s, stream_window *w, al
 {
     const codebook *cb = s->fw->cb;
     codebook_score_options so;
-    doc_score_options(s->fw, &so);
+    firewall_score_options(s->fw, &so);
     size_t nf = s->n_features, W = s->g.window, k = (size_t)cb->k;
     size_t win = (size_t)(so.smoothing_window >= 0 ? so.smoothing_window : cb->smoothing_window);
     if (win < 1)
@@ -228,7 +228,7 @@ static alkfw_status window_result(const alkfw_stream *s, stream_window *w, doc_w
 
     /* aggregation: mean, max and the first position of the max, then the score */
     codebook_score_options so;
-    doc_score_options(s->fw, &so);
+    firewall_score_options(s->fw, &so);
     size_t from = so.last_token ? T - 1 : 0;
     for (int d = 0; d < n_out; d++) {
         const double *p = w->p + (size_t)d * W;
