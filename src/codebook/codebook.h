@@ -245,6 +245,13 @@ alkfw_status codebook_aggregate(const codebook *cb, const double *features, size
                                 const codebook_score_options *opts, codebook_result *res,
                                 alkfw_error *err);
 
+/* Completes res from its per-token series res->p ([n_outputs][n_tokens], n_tokens >= 1) the
+ * way codebook_aggregate does: mean, max and argmax over every position (position T-1 alone
+ * with opts->last_token), score = max_d alpha_d m_d and its direction, the thresholds applied
+ * and the level by strict >. opts may not be NULL. Never fails; allocates nothing. */
+void codebook_result_summarize(const codebook *cb, const codebook_score_options *opts,
+                               codebook_result *res);
+
 /* codebook_features then codebook_aggregate for the T tokens of one text, states laid out
  * [n_l][T][hidden]. Errors as codebook_aggregate. */
 alkfw_status codebook_score(const codebook *cb, const float *states, size_t n_tokens,

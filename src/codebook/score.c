@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,6 +377,17 @@ alkfw_status codebook_aggregate(const codebook *cb, const double *features, size
         res->p[(size_t)nd * T + t] = phi[k];
     }
 
+    codebook_result_summarize(cb, opts, res);
+    return ALKFW_OK;
+}
+
+void codebook_result_summarize(const codebook *cb, const codebook_score_options *opts,
+                               codebook_result *res)
+{
+    assert(res->n_tokens >= 1 && res->n_outputs == cb->n_dirs + 1);
+    size_t T = res->n_tokens;
+    int n_out = res->n_outputs;
+
     /* aggregation: mean, max and the first position of the max */
     size_t from = opts->last_token ? T - 1 : 0;
     for (int d = 0; d < n_out; d++) {
@@ -414,7 +426,6 @@ alkfw_status codebook_aggregate(const codebook *cb, const double *features, size
         res->level = CODEBOOK_SUSPICIOUS;
     else
         res->level = CODEBOOK_CLEAR;
-    return ALKFW_OK;
 }
 
 alkfw_status codebook_score(const codebook *cb, const float *states, size_t n_tokens,

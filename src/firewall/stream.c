@@ -226,35 +226,12 @@ static alkfw_status window_result(const alkfw_stream *s, stream_window *w, doc_w
         return error_set(err, ALKFW_ERR_NOMEM, "stream: out of memory scoring a window");
     }
 
-    /* aggregation: mean, max and the first position of the max, then the score */
+    /* the window's series, then mean, max, argmax, score and thresholds as a screen gives them */
+    for (int d = 0; d < n_out; d++)
+        memcpy(res.p + (size_t)d * T, w->p + (size_t)d * W, T * sizeof *res.p);
     codebook_score_options so;
     firewall_score_options(s->fw, &so);
-    size_t from = so.last_token ? T - 1 : 0;
-    for (int d = 0; d < n_out; d++) {
-        const double *p = w->p + (size_t)d * W;
-        memcpy(res.p + (size_t)d * T, p, T * sizeof *p);
-        double sum = 0.0, best = p[from];
-        size_t arg = from;
-        for (size_t t = from; t < T; t++) {
-            sum += p[t];
-            if (p[t] > best) {
-                best = p[t];
-                arg = t;
-            }
-        }
-        res.mean[d] = sum / (double)(T - from);
-        res.max[d] = best;
-        res.argmax[d] = arg;
-    }
-    res.score = (double)cb->dir_alpha[0] * res.mean[0];
-    for (int d = 1; d < n_out; d++) {
-        double sc = (double)cb->dir_alpha[d] * res.mean[d];
-        if (sc > res.score) {
-            res.score = sc;
-            res.top = d;
-        }
-    }
-    firewall_thresholds(s->fw, &res.threshold_suspicious, &res.threshold_dangerous);
+    codebook_result_summarize(cb, &so, &res);
 
     size_t start = w->k * s->g.stride;
     size_t nc = T - s->g.n_prefix - s->g.n_suffix;
