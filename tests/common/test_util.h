@@ -29,4 +29,10 @@ char *test_read_file(const char *path, size_t *len);
 alkfw_firewall *test_open_firewall(const char *model_dir, const char *codebook,
                                    const alkfw_options *opts);
 
+/* Checks that alarm, an alarm as alkfw_alarm_to_json writes it, has every field of the JSON
+ * schema (docs/firewall.md); fails the running test naming the first one missing. Defined in
+ * test_alarm_json.c. */
+struct cJSON;
+void test_assert_alarm_json_fields(const struct cJSON *alarm);
+
 #endif
