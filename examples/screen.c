@@ -36,8 +36,8 @@ int main(int argc, char **argv)
         free(json);
     }
     printf("level %s, score %.4f, strongest direction at byte span [%zu, %zu)\n",
-           alkfw_level_string(alarm.level), alarm.score,
-           alarm.n_spans ? alarm.spans[0].start : 0, alarm.n_spans ? alarm.spans[0].end : 0);
+           alkfw_level_string(alarm.level), alarm.score, alarm.n_spans ? alarm.spans[0].start : 0,
+           alarm.n_spans ? alarm.spans[0].end : 0);
 
     int blocked = alarm.level == ALKFW_DANGEROUS;
     alkfw_alarm_free(&alarm);

@@ -177,8 +177,8 @@ void alkfw_model_options_init(alkfw_model_options *opts);
  * weight data. Errors: ALKFW_ERR_IO, ALKFW_ERR_FORMAT (malformed config or weights, naming
  * the key or tensor), ALKFW_ERR_UNSUPPORTED (an architecture or option not implemented,
  * naming the key), ALKFW_ERR_BACKEND (a backend not built in), ALKFW_ERR_NOMEM. */
-alkfw_status alkfw_model_open(const char *dir, const alkfw_model_options *opts,
-                              alkfw_model **out, alkfw_error *err);
+alkfw_status alkfw_model_open(const char *dir, const alkfw_model_options *opts, alkfw_model **out,
+                              alkfw_error *err);
 void alkfw_model_free(alkfw_model *model);
 void alkfw_model_get_info(const alkfw_model *model, alkfw_model_info *out);
 
@@ -192,8 +192,7 @@ void alkfw_model_get_info(const alkfw_model *model, alkfw_model_info *out);
  * tokens), ALKFW_ERR_NOMEM. The model keeps the buffers of its last call for the next one
  * until alkfw_model_free. */
 alkfw_status alkfw_model_hidden(const alkfw_model *model, const int32_t *ids, size_t n_tokens,
-                                const int *indices, size_t n_indices, float *out,
-                                alkfw_error *err);
+                                const int *indices, size_t n_indices, float *out, alkfw_error *err);
 
 /* ==== end section: model ==== */
 
